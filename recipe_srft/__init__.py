@@ -1,0 +1,1 @@
+"""SRFT (Supervised Reinforcement Fine-Tuning) recipe for verl."""

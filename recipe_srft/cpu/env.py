@@ -1,0 +1,44 @@
+"""Process environment of the CPU runtime (the hydra half lives in ``config/runtime/cpu.yaml``).
+
+``CPU_ENV`` must be in the environment of the process that starts Ray (Ray's local
+workers inherit it; the yaml also passes it through ``runtime_env`` for multi-node).
+
+    eval "$(python -m recipe_srft.cpu.env)"      # export CPU_ENV in a shell
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+#: verl platform "cpu" (recipe_srft.cpu.platform); FSDP engine lookup under the "cuda" key
+#: (verl registers engines for cuda/npu only; the engine itself asks the platform for its device).
+CPU_ENV = {
+    "VERL_PLATFORM": "cpu",
+    "VERL_ENGINE_DEVICE": "cuda",
+    "TOKENIZERS_PARALLELISM": "false",
+    "RAY_DEDUP_LOGS": "0",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+
+#: Directory holding the recipe's hydra configs (``srft_trainer.yaml``, ``runtime/cpu.yaml``).
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
+
+
+def apply_cpu_env(environ: dict | None = None) -> dict:
+    """Sets CPU_ENV in ``environ`` (default ``os.environ``) and returns it."""
+    environ = os.environ if environ is None else environ
+    environ.update(CPU_ENV)
+    return environ
+
+
+def main() -> None:
+    for key, value in CPU_ENV.items():
+        print(f"export {key}={shlex.quote(value)}")
+
+
+if __name__ == "__main__":
+    main()

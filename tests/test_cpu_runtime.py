@@ -1,0 +1,188 @@
+"""CPU runtime: the ``cpu`` platform and the batched ``hf`` rollout server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from recipe_srft.cpu import _dedup_backend
+from recipe_srft.cpu.hf_rollout import HFRolloutServer, batched_generate, load_hf_model, sampling_key
+
+
+# ---------------------------------------------------------------- platform
+PLATFORM_PROBE = r"""
+import json, os, torch
+import verl
+from verl.utils.device import get_device_name, get_nccl_backend, get_device_id, get_torch_device
+from verl.utils.distributed import initialize_global_process_group_ray
+os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=os.environ["PROBE_PORT"])
+import verl.workers.engine_workers as ew
+ew.initialize_global_process_group_ray(timeout_second=60)
+t = torch.ones(3, device=get_device_id())
+torch.distributed.all_reduce(t)
+dev = get_torch_device()
+dev.synchronize(); dev.empty_cache()
+print(json.dumps({"device": get_device_name(), "backend": get_nccl_backend(), "device_id": str(get_device_id()),
+                  "pg_backend": torch.distributed.get_backend(), "sum": t.tolist(),
+                  "mem": dev.memory_allocated(), "tensor_device": str(t.device)}))
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cpu_platform_in_fresh_process(cpu_env):
+    env = dict(cpu_env, PROBE_PORT=str(_free_port()))
+    out = subprocess.run([sys.executable, "-c", PLATFORM_PROBE], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["device"] == "cpu"
+    assert info["backend"] == "gloo"
+    assert info["device_id"] == "cpu"  # a torch.device, not the int 0 (= accelerator 0 for torch/FSDP)
+    assert info["pg_backend"] in ("gloo", "cpu:gloo")  # not "cpu:gloo,cpu:gloo" (rejected by torch)
+    assert info["sum"] == [1.0, 1.0, 1.0]
+    assert info["mem"] == 0 and info["tensor_device"] == "cpu"
+
+
+def test_cpu_platform_not_autodetected_without_env(monkeypatch):
+    from recipe_srft.cpu.platform import PlatformCPU
+
+    monkeypatch.delenv("VERL_PLATFORM", raising=False)
+    assert not PlatformCPU().is_platform_available(use_smi_check=True)
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    assert PlatformCPU().is_platform_available(use_smi_check=True)
+
+
+@pytest.mark.parametrize(
+    "given,expected",
+    [("cpu:gloo,cpu:gloo", "cpu:gloo"), ("cpu:gloo,cuda:nccl", "cpu:gloo,cuda:nccl"), ("gloo", "gloo"), (None, None)],
+)
+def test_backend_string_dedup(given, expected):
+    assert _dedup_backend(given) == expected
+
+
+def test_hf_rollout_registered():
+    from verl.workers.rollout.base import get_rollout_class
+    from verl.workers.rollout.replica import get_rollout_replica_class
+
+    from recipe_srft.cpu.hf_rollout import HFReplica, HFServerAdapter
+
+    assert get_rollout_replica_class("hf") is HFReplica
+    assert get_rollout_class("hf", "async") is HFServerAdapter
+
+
+# ---------------------------------------------------------------- rollout
+def _prompts(tokenizer, texts):
+    return [tokenizer.apply_chat_template([{"role": "user", "content": t}], add_generation_prompt=True,
+                                          return_dict=False) for t in texts]
+
+
+TEXTS = ["1+1=?", "What is 12 times 3? Explain.", "hi", "Name a prime number larger than 100."]
+
+
+def _reference_logprobs(model, prompt, response, temperature=1.0):
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + response])).logits[0, len(prompt) - 1: -1]
+    logp = torch.log_softmax(logits / temperature, dim=-1)
+    return logp.gather(-1, torch.tensor(response)[:, None]).squeeze(-1)
+
+
+def test_batched_greedy_equals_per_prompt_generate(tiny_model_dir, tiny_tokenizer):
+    model = load_hf_model(str(tiny_model_dir))
+    prompts = _prompts(tiny_tokenizer, TEXTS)
+    eos = [tiny_tokenizer.eos_token_id]
+    batched = batched_generate(model, prompts, [12, 12, 5, 12], sampling_key({"temperature": 0}),
+                               tiny_tokenizer.pad_token_id, eos)
+    for prompt, max_new, (ids, logps) in zip(prompts, [12, 12, 5, 12], batched):
+        with torch.no_grad():
+            single = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=max_new, do_sample=False,
+                                    pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=eos)
+        expected = single[0, len(prompt):].tolist()
+        if eos[0] in expected:
+            expected = expected[: expected.index(eos[0]) + 1]
+        assert ids == expected
+        assert len(ids) <= max_new
+        ref = _reference_logprobs(model, prompt, ids)
+        assert torch.allclose(torch.tensor(logps), ref, atol=1e-6, rtol=0), (torch.tensor(logps) - ref).abs().max()
+
+
+def test_sampled_logprobs_match_forward_at_temperature(tiny_model_dir, tiny_tokenizer):
+    model = load_hf_model(str(tiny_model_dir))
+    prompts = _prompts(tiny_tokenizer, TEXTS)
+    torch.manual_seed(0)
+    out = batched_generate(model, prompts, [10] * 4, sampling_key({"temperature": 0.7, "top_p": 1.0}),
+                           tiny_tokenizer.pad_token_id, [tiny_tokenizer.eos_token_id])
+    for prompt, (ids, logps) in zip(prompts, out):
+        ref = _reference_logprobs(model, prompt, ids, temperature=0.7)
+        assert torch.allclose(torch.tensor(logps), ref, atol=1e-6, rtol=0)
+
+
+def _server(tiny_model_dir, response_length=12, **kw):
+    from verl.workers.config import HFModelConfig, RolloutConfig
+
+    config = RolloutConfig(name="hf", prompt_length=64, response_length=response_length)
+    return HFRolloutServer(config, HFModelConfig(path=str(tiny_model_dir)), **kw)
+
+
+def test_server_batches_concurrent_requests(tiny_model_dir, tiny_tokenizer):
+    server = _server(tiny_model_dir, batch_window_s=0.05)
+    prompts = _prompts(tiny_tokenizer, TEXTS * 4)  # 16 concurrent requests
+
+    async def run():
+        return await asyncio.gather(*[
+            server.generate(prompt_ids=p, sampling_params={"temperature": 0, "logprobs": True}, request_id=str(i))
+            for i, p in enumerate(prompts)
+        ])
+
+    outputs = asyncio.run(run())
+    stats = server.get_stats()
+    assert stats["requests"] == 16
+    assert stats["batches"] == 1 and stats["max_batch_size"] == 16  # one generate call, not 16
+    for prompt, out in zip(prompts, outputs):
+        assert 1 <= len(out.token_ids) <= 12
+        ref = _reference_logprobs(server.model, prompt, out.token_ids)
+        assert torch.allclose(torch.tensor(out.log_probs), ref, atol=1e-6, rtol=0)
+    # identical prompts under greedy decoding give identical responses
+    assert outputs[0].token_ids == outputs[4].token_ids == outputs[8].token_ids
+
+
+def test_server_max_tokens_and_mixed_sampling_params(tiny_model_dir, tiny_tokenizer):
+    server = _server(tiny_model_dir)
+    prompts = _prompts(tiny_tokenizer, TEXTS[:2])
+
+    async def run():
+        return await asyncio.gather(
+            server.generate(prompt_ids=prompts[0], sampling_params={"temperature": 0, "max_tokens": 3}, request_id="a"),
+            server.generate(prompt_ids=prompts[1], sampling_params={"temperature": 1.0, "top_k": 5}, request_id="b"),
+        )
+
+    a, b = asyncio.run(run())
+    assert len(a.token_ids) <= 3
+    assert server.get_stats()["batches"] == 2  # different sampling params never share a generate call
+    ref = _reference_logprobs(server.model, prompts[1], b.token_ids)
+    assert torch.allclose(torch.tensor(b.log_probs), ref, atol=1e-6, rtol=0)
+
+
+def test_weight_update_reaches_generation(tiny_model_dir, tiny_tokenizer):
+    server = _server(tiny_model_dir)
+    trained = load_hf_model(str(tiny_model_dir))
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert server.load_weights({k: v.clone() for k, v in trained.state_dict().items()}) > 0
+    prompt = _prompts(tiny_tokenizer, TEXTS[:1])[0]
+    out = asyncio.run(server.generate(prompt_ids=prompt, sampling_params={"temperature": 0}, request_id="x"))
+    ref = _reference_logprobs(trained, prompt, out.token_ids)
+    assert torch.allclose(torch.tensor(out.log_probs), ref, atol=1e-6, rtol=0)
+    with pytest.raises(KeyError):
+        server.load_weights({"not.a.weight": torch.zeros(1)})
