@@ -1,0 +1,563 @@
+"""SRFT loss (Fu et al., "SRFT: A Single-Stage Method with Supervised and Reinforcement Fine-Tuning
+for Reasoning", arXiv 2506.19767).
+
+One loss over a mini-batch that mixes demonstrations (``is_demo``) and the policy's own rollouts:
+
+* (a) Eq. 8, SFT on demonstration tokens, entropy weighted:
+  ``L_sft = mean_{demo tokens} w_sft * (-log pi_theta(y_t))``, ``w_sft = sft_coef * sg(exp(sign * H))``.
+* (b) Eq. 9-10, off-policy RL on demonstration tokens (behaviour policy pi_beta := 1, no clipping):
+  ``loss_t = -A * f(pi_theta(y_t))`` with ``f(p) = p / (p + gamma)`` (LUFFY shaping) or ``f(p) = p``.
+* (c) Eq. 11-12, on-policy RL on rollout tokens, positives weighted by ``w_rl = pos_coef * sg(exp(+H))``:
+  either verl's clipped (dual-clip) surrogate with ``w_rl`` on positive samples ("ratio" form), or the paper's
+  literal REINFORCE form ``loss_t = -c * log pi_theta(y_t)``, ``c = w_rl`` (positive) / ``-1`` (negative).
+* Eq. 13: ``L = L_rl + L_sft - entropy_coeff * mean(H)``, where ``L_rl`` aggregates (b) and (c) over all
+  response tokens with verl's ``loss_agg_mode``.
+
+The file provides the configuration (:class:`SRFTLossConfig`), a pure tensor function
+(:func:`compute_srft_loss`) and a thin adapter with verl's loss-callable signature (:func:`srft_loss_fn`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+
+from verl.trainer.ppo.core_algos import agg_loss
+from verl.utils import tensordict_utils as tu
+from verl.utils.metric import AggregationType, Metric
+from verl.workers.utils.padding import no_padding_2_padding
+
+__all__ = [
+    "SUPPORTED_LOSS_AGG_MODES",
+    "SRFTLossConfig",
+    "compute_srft_loss",
+    "srft_loss_fn",
+]
+
+SUPPORTED_LOSS_AGG_MODES = (
+    "token-mean",
+    "token-sum",
+    "seq-mean-token-mean",
+    "seq-mean-token-sum",
+    "seq-mean-token-sum-norm",
+)
+
+_CHOICES: dict[str, tuple] = {
+    "sft_entropy_sign": (-1, 1),
+    "sft_weighting": ("entropy", "constant"),
+    "pos_weighting": ("entropy", "constant"),
+    "positive_by": ("advantage", "reward"),
+    "entropy_scope": ("sequence", "token", "batch"),
+    "onpolicy_form": ("ratio", "reinforce"),
+    "offpolicy_shaping": ("luffy", "none"),
+}
+
+_GLOBAL_INFO_KEYS = (
+    "dp_size",
+    "batch_num_tokens",
+    "demo_num_tokens",
+    "global_batch_size",
+    "batch_entropy",
+    "loss_scale_factor",
+)
+
+# Clamp of the log importance ratio, as in verl's compute_policy_loss_vanilla.
+_LOG_RATIO_CLAMP = 20.0
+
+
+@dataclass
+class SRFTLossConfig:
+    r"""
+    Configuration of the SRFT loss (arXiv 2506.19767, Eq. 8-13).
+
+    Defaults follow the paper; each alternative reading of the sources is one switch
+    (see ``docs/srft_method.md``, sections 3-4).
+
+    Parameters:
+        > Parameters of the SFT term on demonstrations (Eq. 8)
+
+        sft_coef (`float`, *optional*, defaults to `0.5`):
+            Coefficient of the SFT weight, `w_sft = sft_coef * sg(exp(sft_entropy_sign * H))` (Eq. 8).
+        sft_entropy_sign (`int`, *optional*, defaults to `-1`):
+            Sign of the entropy in `w_sft`. `-1` is the paper (high entropy damps imitation); `+1` is the
+            third-party reading of the authors' code. Allowed: `-1`, `1`.
+        sft_weighting (`str`, *optional*, defaults to `"entropy"`):
+            `"entropy"`: `w_sft = sft_coef * exp(sft_entropy_sign * H)`. `"constant"`: `w_sft = sft_coef`
+            (ablation "w/o w_sft" of Table 3 uses `sft_coef=1.0`).
+        use_sft (`bool`, *optional*, defaults to `True`):
+            Whether the SFT term (Eq. 8) is part of the loss (`False` gives LUFFY-style training).
+
+        > Parameters of the off-policy RL term on demonstrations (Eq. 9-10)
+
+        offpolicy_shaping (`str`, *optional*, defaults to `"luffy"`):
+            Shaping `f` in `loss_t = -A * f(pi_theta(y_t))` (Eq. 10). `"luffy"`: `f(p) = p / (p + gamma)`
+            (LUFFY and the authors' code); `"none"`: `f(p) = p` (paper-literal).
+        offpolicy_gamma (`float`, *optional*, defaults to `0.1`):
+            The `gamma` of the `"luffy"` shaping; must be `> 0`.
+
+        > Parameters of the on-policy RL term on rollouts (Eq. 11-12)
+
+        pos_coef (`float`, *optional*, defaults to `0.1`):
+            Coefficient of the positive-sample weight, `w_rl = pos_coef * sg(exp(+H))` (Eq. 11).
+        pos_weighting (`str`, *optional*, defaults to `"entropy"`):
+            `"entropy"`: `w_rl = pos_coef * exp(+H)`. `"constant"`: `w_rl = pos_coef` (ablation "w/o w_rl"
+            uses `pos_coef=1.0`).
+        positive_by (`str`, *optional*, defaults to `"advantage"`):
+            What makes a rollout "positive" (weighted by `w_rl`). `"advantage"`: `A > 0` (authors' code);
+            `"reward"`: sequence reward `r > 0.5` (paper Eq. 12, rewards are in {0, 1}).
+        onpolicy_form (`str`, *optional*, defaults to `"ratio"`):
+            `"ratio"`: verl's clipped surrogate with dual clip, multiplied by `w_rl` on positive tokens
+            (authors' code, Eq. 11). `"reinforce"`: `loss_t = -c * log pi_theta(y_t)` with `c = w_rl` for
+            positive samples and `c = -1` for negative ones (paper Eq. 12). Negative means `A < 0`
+            (`positive_by="advantage"`) or `r <= 0.5` (`positive_by="reward"`); with `positive_by="advantage"`
+            a rollout with `A == 0` (e.g. an all-correct group) is neither and gets `c = 0`.
+        clip_ratio_low (`float`, *optional*, defaults to `0.2`):
+            Lower PPO clip `eps_low` of the `"ratio"` form: the ratio is clipped to `[1 - eps_low, 1 + eps_high]`.
+        clip_ratio_high (`float`, *optional*, defaults to `0.2`):
+            Upper PPO clip `eps_high` of the `"ratio"` form.
+        clip_ratio_c (`float`, *optional*, defaults to `3.0`):
+            Dual-clip constant for negative advantages (arXiv 1912.09729); must be `> 1`.
+
+        > Parameters shared by the entropy weights (Eq. 8 and 11) and the total (Eq. 13)
+
+        entropy_scope (`str`, *optional*, defaults to `"sequence"`):
+            Which entropy `H` enters the weights (always detached). `"sequence"`: masked mean over the
+            trajectory's response tokens; `"token"`: per token; `"batch"`: mean over the optimizer mini-batch
+            (`global_info["batch_entropy"]` when given, else the mean over the micro-batch).
+        weight_clamp (`float` or `None`, *optional*, defaults to `None`):
+            Upper bound applied to both `w_sft` and `w_rl` (per-token `exp(+H)` can reach ~1e5). Must be `> 0`.
+        entropy_coeff (`float`, *optional*, defaults to `0.0`):
+            Entropy bonus of Eq. 13 (`L -= entropy_coeff * agg(H)`); the published scripts use `0.001`.
+    """
+
+    # Eq. 8: w_sft = sft_coef * sg(exp(sft_entropy_sign * H))
+    sft_coef: float = field(default=0.5, metadata={"help": "Coefficient of w_sft (Eq. 8)."})
+    sft_entropy_sign: int = field(
+        default=-1, metadata={"help": "Sign of H in w_sft (Eq. 8): -1 paper, +1 authors' code.", "choices": [-1, 1]}
+    )
+    sft_weighting: str = field(
+        default="entropy",
+        metadata={"help": "w_sft = sft_coef*exp(sign*H) ('entropy') or sft_coef ('constant') (Eq. 8).",
+                  "choices": ["entropy", "constant"]},
+    )
+    # Eq. 11: w_rl = pos_coef * sg(exp(+H)) on positive rollouts
+    pos_coef: float = field(default=0.1, metadata={"help": "Coefficient of w_rl (Eq. 11)."})
+    pos_weighting: str = field(
+        default="entropy",
+        metadata={"help": "w_rl = pos_coef*exp(+H) ('entropy') or pos_coef ('constant') (Eq. 11).",
+                  "choices": ["entropy", "constant"]},
+    )
+    # Eq. 11-12: which rollouts are "positive"
+    positive_by: str = field(
+        default="advantage",
+        metadata={"help": "Positive rollout: A > 0 ('advantage') or reward > 0.5 ('reward') (Eq. 11-12).",
+                  "choices": ["advantage", "reward"]},
+    )
+    # Eq. 8 / 11: scope of the entropy in the weights
+    entropy_scope: str = field(
+        default="sequence",
+        metadata={"help": "Entropy in the weights: per-sequence mean, per token, or mini-batch mean (Eq. 8, 11).",
+                  "choices": ["sequence", "token", "batch"]},
+    )
+    weight_clamp: Optional[float] = field(
+        default=None, metadata={"help": "Upper clamp of w_sft and w_rl (Eq. 8, 11); None = no clamp."}
+    )
+    # Eq. 11 (ratio, authors' code) vs Eq. 12 (REINFORCE, paper)
+    onpolicy_form: str = field(
+        default="ratio",
+        metadata={"help": "On-policy term: clipped ratio surrogate (Eq. 11) or REINFORCE -c*log p (Eq. 12).",
+                  "choices": ["ratio", "reinforce"]},
+    )
+    # Eq. 10: f(p) of the off-policy term
+    offpolicy_shaping: str = field(
+        default="luffy",
+        metadata={"help": "Off-policy f(p): p/(p+gamma) ('luffy') or p ('none') (Eq. 9-10).",
+                  "choices": ["luffy", "none"]},
+    )
+    offpolicy_gamma: float = field(default=0.1, metadata={"help": "gamma of f(p) = p/(p+gamma) (Eq. 10)."})
+    # Eq. 11: verl's clipped surrogate with dual clip
+    clip_ratio_low: float = field(default=0.2, metadata={"help": "Lower clip eps_low of the ratio (Eq. 11)."})
+    clip_ratio_high: float = field(default=0.2, metadata={"help": "Upper clip eps_high of the ratio (Eq. 11)."})
+    clip_ratio_c: float = field(default=3.0, metadata={"help": "Dual-clip constant for A < 0 (Eq. 11)."})
+    # Eq. 8 on/off
+    use_sft: bool = field(default=True, metadata={"help": "Include the SFT term of Eq. 8."})
+    # Eq. 13: entropy bonus
+    entropy_coeff: float = field(default=0.0, metadata={"help": "Entropy bonus coefficient of Eq. 13."})
+
+    def __post_init__(self):
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            # bool is an int subclass: do not accept True/False as +-1.
+            if isinstance(value, bool) or value not in allowed:
+                raise ValueError(f"SRFTLossConfig.{name} must be one of {list(allowed)}, got {value!r}.")
+        if not isinstance(self.use_sft, bool):
+            raise ValueError(f"SRFTLossConfig.use_sft must be one of [True, False], got {self.use_sft!r}.")
+        _check_real(self, "sft_coef", lambda v: v >= 0, ">= 0")
+        _check_real(self, "pos_coef", lambda v: v >= 0, ">= 0")
+        _check_real(self, "offpolicy_gamma", lambda v: v > 0, "> 0")
+        _check_real(self, "clip_ratio_low", lambda v: 0 <= v <= 1, "in [0, 1]")
+        _check_real(self, "clip_ratio_high", lambda v: v >= 0, ">= 0")
+        _check_real(self, "clip_ratio_c", lambda v: v > 1, "> 1")
+        _check_real(self, "entropy_coeff", lambda v: True, "a finite number")
+        if self.weight_clamp is not None:
+            _check_real(self, "weight_clamp", lambda v: v > 0, "None or > 0")
+
+
+def _check_real(cfg: SRFTLossConfig, name: str, ok, what: str) -> None:
+    value = getattr(cfg, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise ValueError(f"SRFTLossConfig.{name} must be {what}, got {value!r}.")
+
+
+def _as_number(value):
+    if isinstance(value, torch.Tensor):
+        return value.item()
+    return value
+
+
+def _parse_global_info(global_info: Optional[dict]) -> dict[str, Any]:
+    info: dict[str, Any] = {key: None for key in _GLOBAL_INFO_KEYS}
+    info["dp_size"] = 1
+    if global_info is None:
+        return info
+    unknown = set(global_info) - set(_GLOBAL_INFO_KEYS)
+    if unknown:
+        raise ValueError(f"Unknown global_info keys {sorted(unknown)}; allowed: {list(_GLOBAL_INFO_KEYS)}.")
+    for key, value in global_info.items():
+        if value is not None:
+            info[key] = _as_number(value)
+    if info["dp_size"] is None:
+        info["dp_size"] = 1
+    return info
+
+
+def _per_sample(x: torch.Tensor, batch_size: int, name: str) -> torch.Tensor:
+    """Accept a [B] or [B, 1] per-sample tensor and return it as [B]."""
+    if x.numel() != batch_size:
+        raise ValueError(f"{name} must hold one value per sample ({batch_size}), got shape {tuple(x.shape)}.")
+    return x.reshape(batch_size)
+
+
+def _safe_agg(loss_mat, mask, loss_agg_mode, info) -> torch.Tensor:
+    """verl's `agg_loss` with denominators that are never 0 (an empty selection aggregates to exactly 0)."""
+    dp_size = info["dp_size"]
+    batch_num_tokens = info["batch_num_tokens"]
+    global_batch_size = info["global_batch_size"]
+    if batch_num_tokens is not None:
+        batch_num_tokens = max(batch_num_tokens, 1)
+    elif dp_size == 1 and loss_agg_mode == "token-mean":
+        batch_num_tokens = mask.sum().clamp(min=1)
+    if global_batch_size is not None:
+        global_batch_size = max(global_batch_size, 1)
+    elif dp_size == 1 and loss_agg_mode.startswith("seq-mean"):
+        global_batch_size = (mask.sum(dim=-1) > 0).sum().clamp(min=1)
+    return agg_loss(
+        loss_mat=loss_mat,
+        loss_mask=mask,
+        loss_agg_mode=loss_agg_mode,
+        dp_size=dp_size,
+        batch_num_tokens=batch_num_tokens,
+        global_batch_size=global_batch_size,
+        loss_scale_factor=info["loss_scale_factor"],
+    )
+
+
+def _stats(prefix: str, values: torch.Tensor, mask: torch.Tensor, metrics: dict) -> None:
+    if mask.any():
+        selected = values[mask].detach().float()
+        metrics[f"{prefix}_mean"] = selected.mean().item()
+        metrics[f"{prefix}_min"] = selected.min().item()
+        metrics[f"{prefix}_max"] = selected.max().item()
+
+
+def _masked_mean_item(values: torch.Tensor, mask: torch.Tensor) -> float:
+    return values[mask].detach().float().mean().item()
+
+
+def compute_srft_loss(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    entropy: torch.Tensor,
+    advantages: torch.Tensor,
+    response_mask: torch.Tensor,
+    is_demo: torch.Tensor,
+    rewards: Optional[torch.Tensor],
+    cfg: SRFTLossConfig,
+    loss_agg_mode: str = "token-mean",
+    global_info: Optional[dict] = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    r"""
+    SRFT loss of one (micro-)batch, Eq. 13: `L = L_rl + L_sft - entropy_coeff * agg(H)`.
+
+    * `L_sft` (Eq. 8): `sum_{demo tokens} w_sft * (-log p) / N_demo`, with `N_demo` the demo-token count of this
+      batch, or `global_info["demo_num_tokens"]` (then multiplied by `dp_size`, like verl's `agg_loss`). It is
+      always a token-mean over demo tokens, independent of `loss_agg_mode`.
+    * `L_rl`: the off-policy term (Eq. 9-10) on demo rows and the on-policy term (Eq. 11 "ratio" or Eq. 12
+      "reinforce") on rollout rows, one per-token matrix aggregated over *all* response tokens with
+      `loss_agg_mode` (verl's `agg_loss`).
+    * Entropy bonus (Eq. 13): `agg(H)` over all response tokens, same mode; its gradient flows through `entropy`.
+
+    Entropy enters the weights `w_sft`, `w_rl` detached. No NaN: a batch without demo tokens gives exactly 0 for
+    the SFT and the off-policy terms, and an all-masked batch gives 0.
+
+    Args:
+        log_prob (`torch.Tensor`): `[B, T]` log-probabilities of the response tokens under the current policy.
+        old_log_prob (`torch.Tensor`): `[B, T]` log-probabilities under the rollout policy; used only on
+            rollout rows of the `"ratio"` form (demonstration rows use pi_beta := 1, Eq. 9).
+        entropy (`torch.Tensor`): `[B, T]` per-token entropy of the current policy.
+        advantages (`torch.Tensor`): `[B, T]` advantages (GRPO: one value per trajectory, Eq. 7).
+        response_mask (`torch.Tensor`): `[B, T]` mask of the response tokens.
+        is_demo (`torch.Tensor`): `[B]` (or `[B, 1]`) bool/int, True for demonstration rows.
+        rewards (`torch.Tensor` or `None`): `[B]` sequence rewards; required when `positive_by="reward"`.
+        cfg (`SRFTLossConfig`): the loss configuration.
+        loss_agg_mode (`str`): aggregation of `L_rl` and of the entropy bonus, one of
+            `SUPPORTED_LOSS_AGG_MODES`.
+        global_info (`dict` or `None`): optimizer mini-batch statistics making the loss of one micro-batch a
+            partial sum (sum over micro-batches, gradient-average over dp ranks = the single-batch loss):
+            `dp_size`, `batch_num_tokens`, `demo_num_tokens`, `global_batch_size`, and optionally
+            `batch_entropy` (entropy scope "batch") and `loss_scale_factor` ("seq-mean-token-sum-norm").
+
+    Returns:
+        `(loss, metrics)`: the scalar loss and a dict of python floats (`srft/...`); statistics of an empty
+        subset are omitted.
+    """
+    if loss_agg_mode not in SUPPORTED_LOSS_AGG_MODES:
+        raise ValueError(f"loss_agg_mode must be one of {list(SUPPORTED_LOSS_AGG_MODES)}, got {loss_agg_mode!r}.")
+    for name, tensor in (("old_log_prob", old_log_prob), ("entropy", entropy), ("advantages", advantages),
+                         ("response_mask", response_mask)):
+        if tensor.shape != log_prob.shape:
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}, expected {tuple(log_prob.shape)}.")
+    info = _parse_global_info(global_info)
+    dp_size = info["dp_size"]
+    batch_size = log_prob.shape[0]
+
+    mask = response_mask.bool()
+    demo_rows = _per_sample(is_demo, batch_size, "is_demo").bool()
+    demo_mask = mask & demo_rows[:, None]
+    on_mask = mask & ~demo_rows[:, None]
+    if rewards is not None:
+        rewards = _per_sample(rewards, batch_size, "rewards")
+    elif cfg.positive_by == "reward":
+        raise ValueError("rewards are required when SRFTLossConfig.positive_by == 'reward'.")
+
+    # Padding may hold anything (even inf): zero it so no NaN can reach values or gradients.
+    zeros = torch.zeros_like(log_prob)
+    lp = torch.where(mask, log_prob, zeros)
+    adv = torch.where(mask, advantages.detach().to(lp.dtype), zeros)
+    ent = torch.where(mask, entropy.to(lp.dtype), zeros)
+    ent_sg = ent.detach()
+
+    # ---- entropy entering the weights (detached, sg(H) in Eq. 8 and 11) ----
+    if cfg.entropy_scope == "token":
+        h = ent_sg
+    elif cfg.entropy_scope == "sequence":
+        seq_len = mask.sum(dim=-1, keepdim=True).clamp(min=1)
+        h = (ent_sg.sum(dim=-1, keepdim=True) / seq_len).expand_as(lp)
+    else:  # "batch"
+        if info["batch_entropy"] is not None:
+            h = torch.full_like(lp, float(info["batch_entropy"]))
+        else:
+            h = (ent_sg.sum() / mask.sum().clamp(min=1)).expand_as(lp)
+    h = torch.where(mask, h, zeros)
+
+    def _weight(coef: float, sign: int, weighting: str) -> torch.Tensor:
+        w = torch.full_like(lp, coef) if weighting == "constant" else coef * torch.exp(sign * h)
+        if cfg.weight_clamp is not None:
+            w = w.clamp(max=cfg.weight_clamp)
+        return w
+
+    w_sft = _weight(cfg.sft_coef, cfg.sft_entropy_sign, cfg.sft_weighting)  # Eq. 8
+    w_rl = _weight(cfg.pos_coef, 1, cfg.pos_weighting)  # Eq. 11
+
+    # ---- (a) SFT on demonstration tokens, Eq. 8 ----
+    num_demo_tokens = int(demo_mask.sum().item())
+    demo_num_tokens = info["demo_num_tokens"]
+    if demo_num_tokens is not None and num_demo_tokens > demo_num_tokens:
+        raise ValueError(
+            f"global_info['demo_num_tokens']={demo_num_tokens} is smaller than this micro-batch's "
+            f"{num_demo_tokens} demo tokens; it must count the whole optimizer mini-batch."
+        )
+    if cfg.use_sft:
+        if demo_num_tokens is None and dp_size > 1:
+            raise ValueError("global_info['demo_num_tokens'] is required when dp_size > 1")
+        sft_sum = torch.where(demo_mask, w_sft * (-lp), zeros).sum()
+        if demo_num_tokens is None:
+            sft_loss = sft_sum / max(num_demo_tokens, 1)
+        else:
+            sft_loss = sft_sum / max(demo_num_tokens, 1) * dp_size
+    else:
+        sft_loss = lp.new_zeros(())
+
+    # ---- (b) off-policy RL on demonstration tokens, Eq. 9-10 (pi_beta := 1, no clipping) ----
+    prob = torch.exp(lp)
+    shaped = prob / (prob + cfg.offpolicy_gamma) if cfg.offpolicy_shaping == "luffy" else prob
+    off_tok = -adv * shaped
+
+    # ---- (c) on-policy RL on rollout tokens, Eq. 11-12 ----
+    if cfg.positive_by == "advantage":
+        positive = adv > 0
+        negative = adv < 0
+    else:
+        positive = (rewards > 0.5)[:, None].expand_as(mask)
+        negative = ~positive
+    positive = positive & on_mask
+    negative = negative & on_mask
+
+    clipfrac = clipfrac_lower = ppo_kl = None
+    if cfg.onpolicy_form == "ratio":
+        # verl's vanilla clipped surrogate with dual clip; ratio := 1 outside rollout tokens.
+        old = torch.where(on_mask, old_log_prob.detach().to(lp.dtype), lp.detach())
+        log_ratio = torch.clamp(lp - old, min=-_LOG_RATIO_CLAMP, max=_LOG_RATIO_CLAMP)
+        ratio = torch.exp(log_ratio)
+        pg_unclipped = -adv * ratio
+        pg_clipped = -adv * torch.clamp(ratio, 1 - cfg.clip_ratio_low, 1 + cfg.clip_ratio_high)
+        pg_max = torch.maximum(pg_unclipped, pg_clipped)
+        pg_dual = torch.minimum(pg_max, -adv * cfg.clip_ratio_c)
+        pg = torch.where(adv < 0, pg_dual, pg_max)
+        on_tok = torch.where(positive, w_rl * pg, pg)
+        if on_mask.any():
+            clipfrac = _masked_mean_item((pg_clipped > pg_unclipped).to(lp.dtype), on_mask)
+            clipfrac_lower = _masked_mean_item(((pg_max > pg_dual) & (adv < 0)).to(lp.dtype), on_mask)
+            ppo_kl = _masked_mean_item(-log_ratio, on_mask)
+    else:
+        # Eq. 12: c = w_rl for positives, -1 for negatives, 0 for neither (A == 0 with positive_by="advantage").
+        coef = torch.where(positive, w_rl, torch.where(negative, -torch.ones_like(lp), zeros))
+        on_tok = -coef * lp
+
+    # ---- L_rl: (b) and (c) over all response tokens with loss_agg_mode ----
+    rl_mat = torch.where(demo_mask, off_tok, torch.where(on_mask, on_tok, zeros))
+    rl_loss = _safe_agg(rl_mat, mask, loss_agg_mode, info)
+
+    # ---- Eq. 13 ----
+    entropy_loss = _safe_agg(ent, mask, loss_agg_mode, info)
+    loss = rl_loss + sft_loss
+    if cfg.entropy_coeff != 0:
+        loss = loss - cfg.entropy_coeff * entropy_loss
+
+    # ---- metrics (python floats; local to this micro-batch except the loss partial sums) ----
+    with torch.no_grad():
+        # The two RL parts share the denominators of rl_loss, so offpolicy + onpolicy == rl_loss.
+        offpolicy_loss = _safe_agg(torch.where(demo_mask, off_tok, zeros), mask, loss_agg_mode, info)
+        onpolicy_loss = _safe_agg(torch.where(on_mask, on_tok, zeros), mask, loss_agg_mode, info)
+    metrics: dict[str, float] = {
+        "srft/sft_loss": sft_loss.detach().item(),
+        "srft/offpolicy_pg_loss": offpolicy_loss.item(),
+        "srft/onpolicy_pg_loss": onpolicy_loss.item(),
+        "srft/rl_loss": rl_loss.detach().item(),
+        "srft/entropy_loss": entropy_loss.detach().item(),
+        "srft/num_demo_tokens": float(num_demo_tokens),
+        "srft/num_onpolicy_tokens": float(on_mask.sum().item()),
+    }
+    if num_demo_tokens > 0:
+        if cfg.use_sft:
+            _stats("srft/w_sft", w_sft, demo_mask, metrics)
+        metrics["srft/entropy_demo"] = _masked_mean_item(ent_sg, demo_mask)
+        metrics["srft/demo_token_prob"] = _masked_mean_item(prob, demo_mask)
+    if demo_rows.any() and rewards is not None:
+        metrics["srft/demo_reward_mean"] = rewards[demo_rows].detach().float().mean().item()
+    if on_mask.any():
+        metrics["srft/entropy_onpolicy"] = _masked_mean_item(ent_sg, on_mask)
+        metrics["srft/positive_token_frac"] = _masked_mean_item(positive.to(lp.dtype), on_mask)
+    _stats("srft/w_rl", w_rl, positive, metrics)
+    if clipfrac is not None:
+        metrics["srft/pg_clipfrac"] = clipfrac
+        metrics["srft/pg_clipfrac_lower"] = clipfrac_lower
+        metrics["srft/ppo_kl"] = ppo_kl
+    return loss, metrics
+
+
+_LOSS_METRICS = ("srft/offpolicy_pg_loss", "srft/onpolicy_pg_loss", "srft/rl_loss", "srft/entropy_loss")
+
+
+def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLossConfig):
+    """verl loss callable (signature of `verl.workers.utils.losses.ppo_loss`) computing the SRFT loss (Eq. 13).
+
+    Bind the configuration with `functools.partial(srft_loss_fn, srft_cfg=...)`. Clip ratios and the entropy
+    coefficient come from `srft_cfg`; `loss_agg_mode` and `loss_scale_factor` from the actor `config`.
+
+    Reads from the micro-batch `data` (a TensorDict in verl's no-padding layout):
+        * `response_mask`, `old_log_probs`, `advantages` (`[B, T]`);
+        * `is_demo` (`[B]` or `[B, 1]`, bool/int), `srft_rewards` (`[B]`, the sequence reward);
+        * `srft_demo_num_tokens` (`[B]`, every element = demo-token count of the whole optimizer mini-batch,
+          over micro-batches and dp ranks);
+        * optional `srft_batch_entropy` (`[B]`, every element = mean entropy of the optimizer mini-batch);
+        * non-tensor `dp_size`, `batch_num_tokens`, `global_batch_size` (set by verl's engine).
+    `model_output` must contain `log_probs` and `entropy` (set `actor_rollout_ref.actor.calculate_entropy=True`).
+    """
+    entropy = model_output.get("entropy", None)
+    if entropy is None:
+        raise ValueError(
+            "The SRFT loss needs the per-token entropy of the policy (Eq. 8, 11, 13) but the model output has no "
+            "'entropy'; set actor_rollout_ref.actor.calculate_entropy=True."
+        )
+    log_prob = no_padding_2_padding(model_output["log_probs"], data)
+    entropy = no_padding_2_padding(entropy, data)
+
+    dp_size = tu.get_non_tensor_data(data=data, key="dp_size", default=1)
+    batch_num_tokens = tu.get_non_tensor_data(data=data, key="batch_num_tokens", default=None)
+    global_batch_size = tu.get_non_tensor_data(data=data, key="global_batch_size", default=None)
+    loss_scale_factor = getattr(config, "loss_scale_factor", None)
+
+    required = ["response_mask", "old_log_probs", "advantages", "is_demo", "srft_rewards", "srft_demo_num_tokens"]
+    missing = [key for key in required if key not in data.keys()]
+    if missing:
+        raise KeyError(f"SRFT loss: the micro-batch lacks {missing}; the SRFT trainer must provide them.")
+    fields = list(required)
+    if "srft_batch_entropy" in data.keys():
+        fields.append("srft_batch_entropy")
+    batch = data.select(*fields).to_padded_tensor()
+
+    def _batch_constant(key: str):
+        values = batch[key].reshape(-1)
+        if values.numel() == 0:
+            return None
+        if not torch.all(values == values[0]):
+            raise ValueError(f"SRFT loss: '{key}' must hold the same value for every row of a mini-batch.")
+        return values[0].item()
+
+    demo_num_tokens = _batch_constant("srft_demo_num_tokens")
+    batch_entropy = _batch_constant("srft_batch_entropy") if "srft_batch_entropy" in fields else None
+    global_info = {
+        "dp_size": dp_size,
+        "batch_num_tokens": batch_num_tokens,
+        "global_batch_size": global_batch_size,
+        "loss_scale_factor": loss_scale_factor,
+        "demo_num_tokens": None if demo_num_tokens is None else int(round(demo_num_tokens)),
+        "batch_entropy": batch_entropy,
+    }
+
+    loss, raw_metrics = compute_srft_loss(
+        log_prob=log_prob,
+        old_log_prob=batch["old_log_probs"],
+        entropy=entropy,
+        advantages=batch["advantages"],
+        response_mask=batch["response_mask"],
+        is_demo=batch["is_demo"],
+        rewards=batch["srft_rewards"],
+        cfg=srft_cfg,
+        loss_agg_mode=config.loss_agg_mode,
+        global_info=global_info,
+    )
+
+    # As in verl's ppo_loss: a loss normalised by global counts is a partial sum over micro-batches -> SUM.
+    rl_globally_normalised = (
+        dp_size > 1 or batch_num_tokens is not None or global_batch_size is not None or loss_scale_factor is not None
+    )
+    rl_aggregation = AggregationType.SUM if rl_globally_normalised else AggregationType.MEAN
+    sft_aggregation = AggregationType.SUM if global_info["demo_num_tokens"] is not None else AggregationType.MEAN
+
+    metrics: dict[str, Any] = {}
+    for key, value in raw_metrics.items():
+        if key == "srft/sft_loss":
+            metrics[key] = Metric(value=value, aggregation=sft_aggregation)
+        elif key in _LOSS_METRICS:
+            metrics[key] = Metric(value=value, aggregation=rl_aggregation)
+        else:
+            metrics[key] = value
+    # Same names as ppo_loss so the usual dashboards keep working.
+    metrics["actor/pg_loss"] = Metric(value=raw_metrics["srft/rl_loss"], aggregation=rl_aggregation)
+    metrics["actor/entropy_loss"] = Metric(value=raw_metrics["srft/entropy_loss"], aggregation=rl_aggregation)
+    return loss, metrics

@@ -1,0 +1,819 @@
+"""Tests of recipe_srft.losses against an independent, loop-based reference implementation.
+
+The reference (`naive_srft`) walks rows and tokens one by one with python control flow and scalar autograd
+tensors; it shares no code with the vectorised module. Both values and gradients w.r.t. log_prob are compared.
+"""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from recipe_srft.losses import SUPPORTED_LOSS_AGG_MODES, SRFTLossConfig, compute_srft_loss, srft_loss_fn
+from verl.utils import tensordict_utils as tu
+from verl.utils.metric import AggregationType, Metric
+from verl.workers.utils.padding import left_right_2_no_padding
+
+F64 = torch.float64
+MODES = list(SUPPORTED_LOSS_AGG_MODES)
+
+# ----------------------------------------------------------------------------------------------------------------
+# data
+# ----------------------------------------------------------------------------------------------------------------
+
+# (is_demo, reward, sign of advantage, response length) per row; designed so that every switch matters:
+# demo rows with reward 1 and 0, rollouts with A>0/r=1, A<0/r=0, A=0/r=1, A>0/r=0, A<0/r=1, and an empty row.
+ROWS = [
+    (True, 1.0, +1, 6),
+    (True, 0.0, -1, 4),
+    (False, 1.0, +1, 5),
+    (False, 0.0, -1, 6),
+    (False, 1.0, 0, 3),
+    (False, 0.0, +1, 2),
+    (False, 1.0, -1, 4),
+    (False, 0.0, -1, 0),
+]
+T = 6
+
+
+def make_batch(seed=0, dtype=F64, rows=ROWS, T=T):
+    g = torch.Generator().manual_seed(seed)
+    B = len(rows)
+    lengths = torch.tensor([r[3] for r in rows])
+    mask = (torch.arange(T)[None, :] < lengths[:, None]).to(dtype)
+    log_prob = -(0.05 + 3.0 * torch.rand(B, T, generator=g, dtype=dtype))
+    old_log_prob = log_prob + 0.4 * torch.randn(B, T, generator=g, dtype=dtype)
+    entropy = 3.0 * torch.rand(B, T, generator=g, dtype=dtype)
+    mag = 0.3 + torch.rand(B, generator=g, dtype=dtype)
+    adv_row = torch.tensor([r[2] for r in rows], dtype=dtype) * mag
+    advantages = adv_row[:, None].expand(B, T).clone()
+    is_demo = torch.tensor([r[0] for r in rows])
+    rewards = torch.tensor([r[1] for r in rows], dtype=dtype)
+    # Make the dual clip fire on the first token of a negative rollout (ratio e^{1.5} > clip_ratio_c = 3).
+    for i, r in enumerate(rows):
+        if not r[0] and r[2] < 0 and r[3] > 0:
+            old_log_prob[i, 0] = log_prob[i, 0] - 1.5
+            break
+    return dict(
+        log_prob=log_prob,
+        old_log_prob=old_log_prob,
+        entropy=entropy,
+        advantages=advantages,
+        response_mask=mask,
+        is_demo=is_demo,
+        rewards=rewards,
+    )
+
+
+def subset(batch, idx):
+    idx = torch.as_tensor(idx)
+    return {k: v[idx] for k, v in batch.items()}
+
+
+def counts(batch):
+    mask = batch["response_mask"].bool()
+    return dict(
+        batch_num_tokens=int(mask.sum()),
+        demo_num_tokens=int((mask & batch["is_demo"][:, None]).sum()),
+        global_batch_size=int((mask.sum(-1) > 0).sum()),
+        batch_entropy=float(batch["entropy"][mask].mean()),
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# independent reference implementation: explicit loops over rows and tokens
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def naive_srft(batch, lp, cfg, mode="token-mean", g=None):
+    """Loop-based SRFT loss. `lp` is the [B, T] tensor to differentiate; returns (loss, parts)."""
+    g = dict(g or {})
+    dp = g.get("dp_size", 1)
+    B, Tn = lp.shape
+    mask = [[bool(batch["response_mask"][i, t] != 0) for t in range(Tn)] for i in range(B)]
+    demo = [bool(batch["is_demo"][i]) for i in range(B)]
+    ent = [[float(batch["entropy"][i, t]) for t in range(Tn)] for i in range(B)]
+    adv = [[float(batch["advantages"][i, t]) for t in range(Tn)] for i in range(B)]
+    old = [[float(batch["old_log_prob"][i, t]) for t in range(Tn)] for i in range(B)]
+    rew = [float(batch["rewards"][i]) for i in range(B)]
+
+    all_ent = [ent[i][t] for i in range(B) for t in range(Tn) if mask[i][t]]
+
+    def h(i, t):
+        if cfg.entropy_scope == "token":
+            return ent[i][t]
+        if cfg.entropy_scope == "sequence":
+            vals = [ent[i][s] for s in range(Tn) if mask[i][s]]
+            return sum(vals) / len(vals)
+        if g.get("batch_entropy") is not None:
+            return g["batch_entropy"]
+        return sum(all_ent) / len(all_ent)
+
+    def clamp(w):
+        return w if cfg.weight_clamp is None else min(w, cfg.weight_clamp)
+
+    def w_sft(i, t):
+        if cfg.sft_weighting == "constant":
+            return clamp(cfg.sft_coef)
+        return clamp(cfg.sft_coef * math.exp(cfg.sft_entropy_sign * h(i, t)))
+
+    def w_rl(i, t):
+        if cfg.pos_weighting == "constant":
+            return clamp(cfg.pos_coef)
+        return clamp(cfg.pos_coef * math.exp(h(i, t)))
+
+    zero = lp.new_zeros(())
+    sft_terms = []
+    off = [[None] * Tn for _ in range(B)]
+    on = [[None] * Tn for _ in range(B)]
+    for i in range(B):
+        for t in range(Tn):
+            if not mask[i][t]:
+                continue
+            x = lp[i, t]
+            A = adv[i][t]
+            if demo[i]:
+                sft_terms.append(w_sft(i, t) * (-x))
+                p = torch.exp(x)
+                f = p / (p + cfg.offpolicy_gamma) if cfg.offpolicy_shaping == "luffy" else p
+                off[i][t] = -A * f
+                continue
+            if cfg.positive_by == "advantage":
+                positive, negative = A > 0, A < 0
+            else:
+                positive = rew[i] > 0.5
+                negative = not positive
+            if cfg.onpolicy_form == "ratio":
+                rho = torch.exp(x - old[i][t])
+                r = rho.item()
+                lo, hi = 1 - cfg.clip_ratio_low, 1 + cfg.clip_ratio_high
+                unclipped = -A * rho
+                if r < lo:
+                    clipped = zero + (-A * lo)
+                elif r > hi:
+                    clipped = zero + (-A * hi)
+                else:
+                    clipped = -A * rho
+                pg = unclipped if unclipped.item() >= clipped.item() else clipped
+                if A < 0 and pg.item() > -A * cfg.clip_ratio_c:
+                    pg = zero + (-A * cfg.clip_ratio_c)
+                if positive:
+                    pg = w_rl(i, t) * pg
+            else:
+                c = w_rl(i, t) if positive else (-1.0 if negative else 0.0)
+                pg = -c * x
+            on[i][t] = pg
+
+    def agg(mat):
+        """verl's aggregation modes written out; `mat[i][t]` is None where the token is not part of `mat`."""
+        def val(i, t):
+            v = mat[i][t]
+            return zero if v is None else v
+
+        rows_nonempty = [i for i in range(B) if any(mask[i])]
+        if mode == "token-mean":
+            n = g.get("batch_num_tokens")
+            if n is None:
+                n = sum(sum(m) for m in mask)
+            total = zero
+            for i in range(B):
+                for t in range(Tn):
+                    if mask[i][t]:
+                        total = total + val(i, t)
+            return total / max(n, 1) * dp
+        if mode == "token-sum":
+            total = zero
+            for i in range(B):
+                for t in range(Tn):
+                    if mask[i][t]:
+                        total = total + val(i, t)
+            return total * dp
+        G = g.get("global_batch_size")
+        if G is None:
+            G = len(rows_nonempty)
+        total = zero
+        for i in rows_nonempty:
+            row = zero
+            for t in range(Tn):
+                if mask[i][t]:
+                    row = row + val(i, t)
+            if mode == "seq-mean-token-mean":
+                row = row / sum(mask[i])
+            total = total + row
+        out = total / max(G, 1) * dp
+        if mode == "seq-mean-token-sum-norm":
+            out = out / (g.get("loss_scale_factor") or Tn)
+        return out
+
+    rl_mat = [[off[i][t] if demo[i] else on[i][t] for t in range(Tn)] for i in range(B)]
+    rl = agg(rl_mat)
+    if cfg.use_sft:
+        total_sft = sum(sft_terms, zero)
+        if g.get("demo_num_tokens") is None:
+            sft = total_sft / max(len(sft_terms), 1)
+        else:
+            sft = total_sft / max(g["demo_num_tokens"], 1) * dp
+    else:
+        sft = zero
+    ent_mat = [[batch["entropy"][i, t].item() + zero for t in range(Tn)] for i in range(B)]
+    ent_loss = agg(ent_mat)
+    loss = rl + sft - cfg.entropy_coeff * ent_loss
+    parts = dict(sft=sft, off=agg(off), on=agg(on), rl=rl, ent=ent_loss)
+    return loss, parts
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def grad_of(loss, x):
+    if not loss.requires_grad:
+        return torch.zeros_like(x)
+    (gr,) = torch.autograd.grad(loss, x, allow_unused=True)
+    return torch.zeros_like(x) if gr is None else gr
+
+
+def run_module(batch, cfg, mode="token-mean", g=None, lp=None, with_grad=True):
+    lp = batch["log_prob"].clone().requires_grad_() if lp is None else lp
+    loss, metrics = compute_srft_loss(
+        lp,
+        batch["old_log_prob"],
+        batch["entropy"],
+        batch["advantages"],
+        batch["response_mask"],
+        batch["is_demo"],
+        batch["rewards"],
+        cfg,
+        loss_agg_mode=mode,
+        global_info=g,
+    )
+    return loss, metrics, (grad_of(loss, lp) if with_grad else None)
+
+
+def run_naive(batch, cfg, mode="token-mean", g=None):
+    lp = batch["log_prob"].clone().requires_grad_()
+    loss, parts = naive_srft(batch, lp, cfg, mode, g)
+    return loss, parts, grad_of(loss, lp)
+
+
+def assert_matches_naive(batch, cfg, mode="token-mean", g=None, tol=1e-10):
+    loss, metrics, grad = run_module(batch, cfg, mode, g)
+    nloss, parts, ngrad = run_naive(batch, cfg, mode, g)
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+    torch.testing.assert_close(loss.detach(), nloss.detach(), atol=tol, rtol=tol)
+    torch.testing.assert_close(grad, ngrad, atol=tol, rtol=tol)
+    assert metrics["srft/sft_loss"] == pytest.approx(parts["sft"].item(), abs=tol)
+    assert metrics["srft/offpolicy_pg_loss"] == pytest.approx(parts["off"].item(), abs=tol)
+    assert metrics["srft/onpolicy_pg_loss"] == pytest.approx(parts["on"].item(), abs=tol)
+    assert metrics["srft/rl_loss"] == pytest.approx(parts["rl"].item(), abs=tol)
+    assert metrics["srft/entropy_loss"] == pytest.approx(parts["ent"].item(), abs=tol)
+    return loss, metrics, grad
+
+
+CONFIGS = {
+    "default": {},
+    "sft_sign_plus": {"sft_entropy_sign": 1},
+    "sft_constant": {"sft_weighting": "constant", "sft_coef": 1.0},
+    "pos_constant": {"pos_weighting": "constant", "pos_coef": 1.0},
+    "positive_by_reward": {"positive_by": "reward"},
+    "scope_token": {"entropy_scope": "token"},
+    "scope_batch": {"entropy_scope": "batch"},
+    "clamp_token": {"entropy_scope": "token", "weight_clamp": 0.3},
+    "reinforce": {"onpolicy_form": "reinforce"},
+    "reinforce_reward": {"onpolicy_form": "reinforce", "positive_by": "reward"},
+    "shaping_none": {"offpolicy_shaping": "none"},
+    "gamma_half": {"offpolicy_gamma": 0.5},
+    "no_sft": {"use_sft": False},
+    "entropy_coeff": {"entropy_coeff": 0.01},
+    "asym_clip": {"clip_ratio_low": 0.1, "clip_ratio_high": 0.3, "clip_ratio_c": 2.0},
+}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# reference comparisons
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_matches_naive(name, mode):
+    batch = make_batch(seed=1)
+    assert_matches_naive(batch, SRFTLossConfig(**CONFIGS[name]), mode)
+
+
+@pytest.mark.parametrize("name", [n for n in CONFIGS if n != "default"])
+def test_every_switch_changes_the_loss(name):
+    """Guards the reference comparison against vacuous data: each switch must matter on this batch."""
+    batch = make_batch(seed=1)
+    base, _, base_grad = run_module(batch, SRFTLossConfig())
+    other, _, other_grad = run_module(batch, SRFTLossConfig(**CONFIGS[name]))
+    same_loss = abs(base.item() - other.item()) < 1e-8
+    assert not (same_loss and torch.allclose(base_grad, other_grad, atol=1e-8))
+
+
+def test_data_exercises_clipping_and_clamp():
+    batch = make_batch(seed=1)
+    _, metrics, _ = run_module(batch, SRFTLossConfig())
+    assert metrics["srft/pg_clipfrac"] > 0
+    assert metrics["srft/pg_clipfrac_lower"] > 0
+    _, metrics, _ = run_module(batch, SRFTLossConfig(**CONFIGS["clamp_token"]))
+    assert metrics["srft/w_rl_max"] == pytest.approx(0.3)
+    assert metrics["srft/w_rl_min"] < 0.3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_batch_scope_uses_given_batch_entropy(mode):
+    batch = make_batch(seed=2)
+    cfg = SRFTLossConfig(entropy_scope="batch")
+    loss_given, _, _ = assert_matches_naive(batch, cfg, mode, g={"batch_entropy": 2.25})
+    loss_local, _, _ = assert_matches_naive(batch, cfg, mode, g={"batch_entropy": None})
+    assert abs(loss_given.item() - loss_local.item()) > 1e-6
+
+
+@pytest.mark.parametrize("seed", [3, 4, 5])
+def test_matches_naive_other_seeds_and_global_info(seed):
+    batch = make_batch(seed=seed)
+    g = dict(dp_size=1, batch_num_tokens=57, demo_num_tokens=13, global_batch_size=11, loss_scale_factor=4)
+    for mode in MODES:
+        assert_matches_naive(batch, SRFTLossConfig(entropy_scope="token", weight_clamp=1.5), mode, g)
+
+
+def test_metrics_are_floats_and_sum_up():
+    batch = make_batch(seed=1)
+    loss, metrics, _ = run_module(batch, SRFTLossConfig(entropy_coeff=0.003))
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert metrics["srft/offpolicy_pg_loss"] + metrics["srft/onpolicy_pg_loss"] == pytest.approx(
+        metrics["srft/rl_loss"], abs=1e-12
+    )
+    expected = metrics["srft/rl_loss"] + metrics["srft/sft_loss"] - 0.003 * metrics["srft/entropy_loss"]
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+
+    mask = batch["response_mask"].bool()
+    demo = mask & batch["is_demo"][:, None]
+    on = mask & ~batch["is_demo"][:, None]
+    assert metrics["srft/num_demo_tokens"] == float(demo.sum())
+    assert metrics["srft/num_onpolicy_tokens"] == float(on.sum())
+    assert metrics["srft/demo_token_prob"] == pytest.approx(batch["log_prob"][demo].exp().mean().item())
+    assert metrics["srft/entropy_demo"] == pytest.approx(batch["entropy"][demo].mean().item())
+    assert metrics["srft/entropy_onpolicy"] == pytest.approx(batch["entropy"][on].mean().item())
+    assert metrics["srft/demo_reward_mean"] == pytest.approx(batch["rewards"][batch["is_demo"]].mean().item())
+    # w_sft over demo tokens, sequence scope: one value per demo row
+    seq_h = [batch["entropy"][i][mask[i]].mean().item() for i in range(len(ROWS)) if ROWS[i][0]]
+    w = [0.5 * math.exp(-x) for x in seq_h]
+    assert metrics["srft/w_sft_max"] == pytest.approx(max(w))
+    assert metrics["srft/w_sft_min"] == pytest.approx(min(w))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# closed forms
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _all_demo_batch(seed=7, B=3, T=5):
+    rows = [(True, 1.0, +1, T), (True, 0.0, -1, T - 2), (True, 1.0, +1, 2)][:B]
+    return make_batch(seed=seed, rows=rows, T=T)
+
+
+@pytest.mark.parametrize("gamma", [0.1, 0.7])
+def test_offpolicy_luffy_gradient_closed_form(gamma):
+    batch = _all_demo_batch()
+    cfg = SRFTLossConfig(use_sft=False, offpolicy_gamma=gamma)
+    _, _, grad = run_module(batch, cfg)
+    mask = batch["response_mask"].bool()
+    n = mask.sum()
+    p = batch["log_prob"].exp()
+    A = batch["advantages"]
+    expected = torch.where(mask, -A * gamma * p / (p + gamma) ** 2 / n, torch.zeros_like(p))
+    torch.testing.assert_close(grad, expected)
+
+
+def test_offpolicy_literal_gradient_closed_form():
+    batch = _all_demo_batch()
+    _, _, grad = run_module(batch, SRFTLossConfig(use_sft=False, offpolicy_shaping="none"))
+    mask = batch["response_mask"].bool()
+    p = batch["log_prob"].exp()
+    expected = torch.where(mask, -batch["advantages"] * p / mask.sum(), torch.zeros_like(p))
+    torch.testing.assert_close(grad, expected)
+
+
+def test_sft_gradient_closed_form():
+    """Zero advantages leave only Eq. 8: d/d log p = -w_sft / N_demo with w_sft = 0.5 exp(-H_seq)."""
+    batch = make_batch(seed=8)
+    batch["advantages"].zero_()
+    _, metrics, grad = run_module(batch, SRFTLossConfig())
+    mask = batch["response_mask"].bool()
+    demo = mask & batch["is_demo"][:, None]
+    h_seq = (batch["entropy"] * mask).sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)
+    expected = torch.where(demo, -0.5 * torch.exp(-h_seq) / demo.sum(), torch.zeros_like(h_seq))
+    torch.testing.assert_close(grad, expected)
+    assert metrics["srft/offpolicy_pg_loss"] == 0.0 and metrics["srft/onpolicy_pg_loss"] == 0.0
+
+
+def test_reinforce_gradient_closed_form():
+    """Eq. 12: d/d log p = -c / N, c = w_rl (A>0), -1 (A<0), 0 (A==0) with positive_by='advantage'."""
+    rows = [(False, 1.0, +1, 4), (False, 0.0, -1, 3), (False, 1.0, 0, 2)]
+    batch = make_batch(seed=9, rows=rows, T=4)
+    cfg = SRFTLossConfig(onpolicy_form="reinforce", pos_weighting="constant", pos_coef=0.25)
+    _, _, grad = run_module(batch, cfg)
+    mask = batch["response_mask"].bool()
+    c = torch.tensor([0.25, -1.0, 0.0], dtype=F64)[:, None]
+    expected = torch.where(mask, -c / mask.sum(), torch.zeros_like(grad))
+    torch.testing.assert_close(grad, expected)
+
+
+def test_dual_clip_negative_and_clip_positive_advantages():
+    """Ratio form (Eq. 11, verl's dual clip), token-sum so each token's loss and gradient are visible."""
+    ratios = torch.tensor([5.0, 2.0, 1.1, 0.5], dtype=F64)
+    lp = torch.full((2, 4), -1.0, dtype=F64)
+    old = lp - ratios.log()[None, :]
+    adv = torch.tensor([[-0.7], [0.9]], dtype=F64).expand(2, 4).clone()
+    batch = dict(
+        log_prob=lp,
+        old_log_prob=old,
+        entropy=torch.ones(2, 4, dtype=F64),
+        advantages=adv,
+        response_mask=torch.ones(2, 4, dtype=F64),
+        is_demo=torch.tensor([False, False]),
+        rewards=torch.tensor([0.0, 1.0], dtype=F64),
+    )
+    cfg = SRFTLossConfig(pos_weighting="constant", pos_coef=1.0, clip_ratio_c=3.0)
+    loss, metrics, grad = run_module(batch, cfg, mode="token-sum")
+    a_neg, a_pos = 0.7, 0.9
+    # A < 0: ratio 5 -> dual clip |A|*3 (no grad); 2 -> |A|*2 (grad |A|*2); 1.1 -> |A|*1.1; 0.5 -> |A|*0.8 (no grad)
+    neg_vals = [a_neg * 3.0, a_neg * 2.0, a_neg * 1.1, a_neg * 0.8]
+    neg_grad = [0.0, a_neg * 2.0, a_neg * 1.1, 0.0]
+    # A > 0: ratio 5 and 2 -> -A*1.2 (no grad); 1.1 -> -A*1.1 (grad -A*1.1); 0.5 -> -A*0.5 (grad -A*0.5)
+    pos_vals = [-a_pos * 1.2, -a_pos * 1.2, -a_pos * 1.1, -a_pos * 0.5]
+    pos_grad = [0.0, 0.0, -a_pos * 1.1, -a_pos * 0.5]
+    assert loss.item() == pytest.approx(sum(neg_vals) + sum(pos_vals), abs=1e-12)
+    torch.testing.assert_close(grad, torch.tensor([neg_grad, pos_grad], dtype=F64))
+    assert metrics["srft/pg_clipfrac_lower"] == pytest.approx(1 / 8)
+    assert metrics["srft/pg_clipfrac"] == pytest.approx(3 / 8)  # (A<0, 0.5), (A>0, 5), (A>0, 2)
+
+
+@pytest.mark.parametrize("scope", ["sequence", "token", "batch"])
+@pytest.mark.parametrize("coeff", [0.0, 0.02])
+def test_entropy_gradient_only_from_the_bonus(scope, coeff):
+    """H enters w_sft and w_rl detached (sg in Eq. 8, 11): d loss / d H is the Eq. 13 bonus alone."""
+    batch = make_batch(seed=10)
+    ent = batch["entropy"].clone().requires_grad_()
+    lp = batch["log_prob"].clone().requires_grad_()
+    cfg = SRFTLossConfig(entropy_scope=scope, entropy_coeff=coeff)
+    loss, _ = compute_srft_loss(
+        lp, batch["old_log_prob"], ent, batch["advantages"], batch["response_mask"], batch["is_demo"],
+        batch["rewards"], cfg, loss_agg_mode="token-mean",
+    )
+    (grad,) = torch.autograd.grad(loss, ent, allow_unused=True)
+    grad = torch.zeros_like(ent) if grad is None else grad
+    mask = batch["response_mask"].bool()
+    expected = torch.where(mask, torch.full_like(ent, -coeff / mask.sum().item()), torch.zeros_like(ent))
+    torch.testing.assert_close(grad, expected)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# micro-batch and data-parallel invariance
+# ----------------------------------------------------------------------------------------------------------------
+
+INVARIANCE_CONFIGS = ["default", "scope_token", "scope_batch", "reinforce", "positive_by_reward", "entropy_coeff"]
+SPLITS = [[0, 2], [1, 3], [4, 5], [6, 7]]  # includes demo-free micro-batches
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", INVARIANCE_CONFIGS)
+def test_micro_batch_invariance(name, mode):
+    batch = make_batch(seed=11, dtype=torch.float32)
+    cfg = SRFTLossConfig(**CONFIGS[name])
+    full_lp = batch["log_prob"].clone().requires_grad_()
+    full_loss, _, full_grad = run_module(batch, cfg, mode, lp=full_lp)
+
+    g = dict(dp_size=1, **counts(batch))
+    lp = batch["log_prob"].clone().requires_grad_()
+    total = 0.0
+    for idx in SPLITS:
+        mb = subset(batch, idx)
+        loss, metrics, _ = run_module(mb, cfg, mode, g, lp=lp[torch.tensor(idx)], with_grad=False)
+        assert torch.isfinite(loss)
+        total = total + loss
+    grad = grad_of(total, lp)
+    torch.testing.assert_close(total.detach(), full_loss.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad, full_grad, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", ["default", "scope_batch", "reinforce"])
+def test_data_parallel_invariance(name, mode):
+    batch = make_batch(seed=12, dtype=F64)
+    cfg = SRFTLossConfig(**CONFIGS[name])
+    full_loss, _, full_grad = run_module(batch, cfg, mode)
+
+    g = dict(dp_size=2, **counts(batch))
+    ranks = [[[0, 2], [4, 6]], [[1, 3], [5, 7]]]  # rank -> micro-batches
+    grads, losses = [], []
+    for rank_splits in ranks:
+        lp = batch["log_prob"].clone().requires_grad_()  # the "parameter" every rank differentiates
+        rank_loss = 0.0
+        for idx in rank_splits:
+            loss, _, _ = run_module(subset(batch, idx), cfg, mode, g, lp=lp[torch.tensor(idx)], with_grad=False)
+            rank_loss = rank_loss + loss
+        grads.append(grad_of(rank_loss, lp))
+        losses.append(rank_loss.detach())
+    torch.testing.assert_close(sum(grads) / 2, full_grad, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(sum(losses) / 2, full_loss.detach(), atol=1e-10, rtol=1e-10)
+
+
+def test_dp_size_requires_global_counts():
+    batch = make_batch()
+    with pytest.raises(ValueError, match="demo_num_tokens"):
+        run_module(batch, SRFTLossConfig(), g=dict(dp_size=2, batch_num_tokens=40, global_batch_size=8))
+    with pytest.raises(ValueError, match="demo_num_tokens"):
+        run_module(batch, SRFTLossConfig(), g=dict(demo_num_tokens=1))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# empty and degenerate batches
+# ----------------------------------------------------------------------------------------------------------------
+
+DEMO_FREE_ROWS = [r for r in ROWS if not r[0]]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("g", [None, dict(dp_size=2, batch_num_tokens=19, demo_num_tokens=0, global_batch_size=5)])
+def test_demo_free_batch(mode, g):
+    batch = make_batch(seed=13, rows=DEMO_FREE_ROWS)
+    loss, metrics, grad = assert_matches_naive(batch, SRFTLossConfig(entropy_coeff=0.01), mode, g)
+    assert metrics["srft/sft_loss"] == 0.0
+    assert metrics["srft/offpolicy_pg_loss"] == 0.0
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    for key in ("srft/w_sft_mean", "srft/entropy_demo", "srft/demo_token_prob", "srft/demo_reward_mean"):
+        assert key not in metrics
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_demo_free_micro_batch_with_global_demo_tokens():
+    batch = make_batch(seed=14)
+    mb = subset(batch, [2, 3, 4])
+    loss, metrics, grad = run_module(mb, SRFTLossConfig(), g=dict(dp_size=1, **counts(batch)))
+    assert metrics["srft/sft_loss"] == 0.0 and metrics["srft/offpolicy_pg_loss"] == 0.0
+    assert torch.isfinite(loss) and torch.isfinite(grad).all()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_all_demo_batch(mode):
+    batch = _all_demo_batch(seed=15)
+    loss, metrics, _ = assert_matches_naive(batch, SRFTLossConfig(), mode)
+    assert metrics["srft/onpolicy_pg_loss"] == 0.0
+    assert metrics["srft/sft_loss"] > 0
+    for key in ("srft/pg_clipfrac", "srft/entropy_onpolicy", "srft/w_rl_mean"):
+        assert key not in metrics
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("g", [None, dict(dp_size=1, batch_num_tokens=0, demo_num_tokens=0, global_batch_size=0)])
+def test_all_masked_batch_is_zero(mode, g):
+    batch = make_batch(seed=16)
+    batch["response_mask"].zero_()
+    loss, metrics, grad = run_module(batch, SRFTLossConfig(entropy_coeff=0.01, entropy_scope="batch"), mode, g)
+    assert loss.item() == 0.0
+    assert torch.count_nonzero(grad) == 0
+    assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_garbage_in_padding_and_demo_old_log_probs_is_ignored():
+    """Padding may hold -inf/NaN and demo rows have no behaviour log-probs: neither may leak into loss or grad."""
+    batch = make_batch(seed=17)
+    clean_loss, _, clean_grad = run_module(batch, SRFTLossConfig(entropy_scope="token", entropy_coeff=0.01))
+    dirty = {k: v.clone() for k, v in batch.items()}
+    pad = ~dirty["response_mask"].bool()
+    dirty["log_prob"][pad] = -float("inf")
+    dirty["log_prob"][:, -1][pad[:, -1]] = float("nan")
+    dirty["entropy"][pad] = float("nan")
+    dirty["advantages"][pad] = float("nan")
+    dirty["old_log_prob"][pad] = float("nan")
+    dirty["old_log_prob"][dirty["is_demo"]] = float("nan")
+    loss, _, grad = run_module(dirty, SRFTLossConfig(entropy_scope="token", entropy_coeff=0.01))
+    torch.testing.assert_close(loss.detach(), clean_loss.detach())
+    torch.testing.assert_close(grad, clean_grad)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# validation
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field_name, value, allowed",
+    [
+        ("sft_entropy_sign", 0, "[-1, 1]"),
+        ("sft_entropy_sign", True, "[-1, 1]"),
+        ("sft_weighting", "linear", "'entropy', 'constant'"),
+        ("pos_weighting", "none", "'entropy', 'constant'"),
+        ("positive_by", "reward_1", "'advantage', 'reward'"),
+        ("entropy_scope", "global", "'sequence', 'token', 'batch'"),
+        ("onpolicy_form", "ppo", "'ratio', 'reinforce'"),
+        ("offpolicy_shaping", "p", "'luffy', 'none'"),
+        ("use_sft", "yes", "True, False"),
+        ("weight_clamp", 0.0, "None or > 0"),
+        ("weight_clamp", -1.0, "None or > 0"),
+        ("offpolicy_gamma", 0.0, "> 0"),
+        ("clip_ratio_c", 1.0, "> 1"),
+        ("clip_ratio_low", -0.1, "in [0, 1]"),
+        ("clip_ratio_high", -0.1, ">= 0"),
+        ("sft_coef", -0.5, ">= 0"),
+        ("pos_coef", float("nan"), ">= 0"),
+        ("entropy_coeff", float("inf"), "finite"),
+    ],
+)
+def test_config_validation(field_name, value, allowed):
+    with pytest.raises(ValueError) as err:
+        SRFTLossConfig(**{field_name: value})
+    assert field_name in str(err.value)
+    assert allowed in str(err.value)
+
+
+def test_config_defaults_are_the_paper():
+    cfg = SRFTLossConfig()
+    assert (cfg.sft_coef, cfg.sft_entropy_sign, cfg.sft_weighting) == (0.5, -1, "entropy")
+    assert (cfg.pos_coef, cfg.pos_weighting, cfg.positive_by) == (0.1, "entropy", "advantage")
+    assert (cfg.entropy_scope, cfg.weight_clamp, cfg.onpolicy_form) == ("sequence", None, "ratio")
+    assert (cfg.offpolicy_shaping, cfg.offpolicy_gamma, cfg.use_sft, cfg.entropy_coeff) == ("luffy", 0.1, True, 0.0)
+    assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (0.2, 0.2, 3.0)
+
+
+def test_call_validation():
+    batch = make_batch()
+    with pytest.raises(ValueError, match="loss_agg_mode"):
+        run_module(batch, SRFTLossConfig(), mode="seq-sum")
+    with pytest.raises(ValueError, match="Unknown global_info"):
+        run_module(batch, SRFTLossConfig(), g={"num_tokens": 3})
+    no_rewards = dict(batch, rewards=None)
+    with pytest.raises(ValueError, match="rewards"):
+        run_module(no_rewards, SRFTLossConfig(positive_by="reward"))
+    run_module(no_rewards, SRFTLossConfig(positive_by="advantage"))  # rewards are optional otherwise
+    with pytest.raises(ValueError, match="is_demo"):
+        run_module(dict(batch, is_demo=batch["is_demo"][:3]), SRFTLossConfig())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# verl adapter
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def build_micro_batch(batch, P=4, seed=21, is_demo_shape="flat", with_batch_entropy=False, demo_num_tokens=None):
+    """A verl micro-batch in the no-padding layout plus the model output as nested (jagged) full-sequence tensors.
+
+    Returns (data, model_output, lp_leaf, ent_leaf); lp_leaf/ent_leaf are the padded [B, T] response tensors the
+    nested outputs are built from, so gradients can be compared with the padded pure function.
+    """
+    g = torch.Generator().manual_seed(seed)
+    B, Tn = batch["log_prob"].shape
+    resp_len = batch["response_mask"].sum(-1).long()
+    assert (resp_len > 0).all()
+    prompt_len = torch.randint(1, P + 1, (B,), generator=g)
+    prompt_mask = (torch.arange(P)[None, :] >= (P - prompt_len)[:, None]).long()  # left padded
+    response_mask = batch["response_mask"].long()
+    prompts = torch.randint(5, 100, (B, P), generator=g) * prompt_mask
+    responses = torch.randint(5, 100, (B, Tn), generator=g) * response_mask
+    attention_mask = torch.cat([prompt_mask, response_mask], dim=1)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    is_demo = batch["is_demo"]
+    if is_demo_shape == "column":
+        is_demo = is_demo.long()[:, None]
+    mask = batch["response_mask"].bool()
+    if demo_num_tokens is None:
+        demo_num_tokens = int((mask & batch["is_demo"][:, None]).sum())
+    tensors = {
+        "prompts": prompts,
+        "responses": responses,
+        "input_ids": torch.cat([prompts, responses], dim=1),
+        "attention_mask": attention_mask,
+        "position_ids": position_ids,
+        "response_mask": response_mask,
+        "old_log_probs": batch["old_log_prob"],
+        "advantages": batch["advantages"],
+        "is_demo": is_demo,
+        "srft_rewards": batch["rewards"],
+        "srft_demo_num_tokens": torch.full((B,), demo_num_tokens),
+    }
+    if with_batch_entropy:
+        tensors["srft_batch_entropy"] = torch.full((B,), 1.25, dtype=batch["entropy"].dtype)
+    data = left_right_2_no_padding(tu.get_tensordict(tensors))
+
+    lp_leaf = batch["log_prob"].clone().requires_grad_()
+    ent_leaf = batch["entropy"].clone().requires_grad_()
+
+    def nested(resp_values):
+        pieces = []
+        for i in range(B):
+            p, r = int(prompt_len[i]), int(resp_len[i])
+            # position j predicts token j+1: the response log-probs sit at [p-1, p-1+r); the rest is junk
+            pieces += [torch.randn(p - 1, generator=g, dtype=resp_values.dtype), resp_values[i, :r],
+                       torch.randn(1, generator=g, dtype=resp_values.dtype)]
+        values = torch.cat(pieces)
+        offsets = torch.cat([torch.zeros(1, dtype=torch.long), (prompt_len + resp_len).cumsum(0)])
+        return torch.nested.nested_tensor_from_jagged(values, offsets=offsets)
+
+    model_output = {"log_probs": nested(lp_leaf), "entropy": nested(ent_leaf)}
+    return data, model_output, lp_leaf, ent_leaf
+
+
+ADAPTER_ROWS = [r if r[3] > 0 else (r[0], r[1], r[2], 3) for r in ROWS]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "cfg_kwargs, with_batch_entropy, is_demo_shape",
+    [({}, False, "flat"), ({"entropy_scope": "batch", "entropy_coeff": 0.01}, True, "column"),
+     ({"onpolicy_form": "reinforce", "positive_by": "reward"}, False, "column")],
+)
+def test_adapter_matches_pure_function(mode, cfg_kwargs, with_batch_entropy, is_demo_shape):
+    batch = make_batch(seed=22, rows=ADAPTER_ROWS)
+    srft_cfg = SRFTLossConfig(**cfg_kwargs)
+    total_demo = 40  # the optimizer mini-batch has more demo tokens than this micro-batch
+    data, model_output, lp_leaf, ent_leaf = build_micro_batch(
+        batch, is_demo_shape=is_demo_shape, with_batch_entropy=with_batch_entropy, demo_num_tokens=total_demo
+    )
+    tu.assign_non_tensor(data, dp_size=2, batch_num_tokens=90, global_batch_size=17)
+    config = SimpleNamespace(loss_agg_mode=mode, loss_scale_factor=None)
+    loss, metrics = srft_loss_fn(config, model_output, data, srft_cfg=srft_cfg)
+    grad_lp, grad_ent = torch.autograd.grad(loss, [lp_leaf, ent_leaf], allow_unused=True)
+
+    g = dict(dp_size=2, batch_num_tokens=90, global_batch_size=17, demo_num_tokens=total_demo,
+             batch_entropy=1.25 if with_batch_entropy else None)
+    lp = batch["log_prob"].clone().requires_grad_()
+    ent = batch["entropy"].clone().requires_grad_()
+    ref_loss, ref_metrics = compute_srft_loss(
+        lp, batch["old_log_prob"], ent, batch["advantages"], batch["response_mask"], batch["is_demo"],
+        batch["rewards"], srft_cfg, loss_agg_mode=mode, global_info=g,
+    )
+    ref_lp, ref_ent = torch.autograd.grad(ref_loss, [lp, ent], allow_unused=True)
+    torch.testing.assert_close(loss.detach(), ref_loss.detach(), atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(grad_lp, ref_lp, atol=1e-12, rtol=1e-12)
+    if srft_cfg.entropy_coeff:
+        torch.testing.assert_close(grad_ent, ref_ent, atol=1e-12, rtol=1e-12)
+    # and against the independent reference
+    nloss, _ = naive_srft(batch, batch["log_prob"], srft_cfg, mode, g)
+    assert loss.item() == pytest.approx(nloss.item(), abs=1e-10)
+
+    for key in ("srft/sft_loss", "srft/offpolicy_pg_loss", "srft/onpolicy_pg_loss", "actor/pg_loss"):
+        assert isinstance(metrics[key], Metric)
+        assert metrics[key].aggregation == AggregationType.SUM
+    assert metrics["srft/sft_loss"].aggregate() == pytest.approx(ref_metrics["srft/sft_loss"])
+    assert metrics["actor/pg_loss"].aggregate() == pytest.approx(ref_metrics["srft/rl_loss"])
+    assert isinstance(metrics["srft/num_demo_tokens"], float)
+    assert metrics["srft/demo_token_prob"] == pytest.approx(ref_metrics["srft/demo_token_prob"])
+
+
+def test_adapter_without_global_info_uses_mean_aggregation_for_rl():
+    batch = make_batch(seed=23, rows=ADAPTER_ROWS)
+    data, model_output, _, _ = build_micro_batch(batch)
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=None, global_batch_size=None)
+    config = SimpleNamespace(loss_agg_mode="token-mean", loss_scale_factor=None)
+    loss, metrics = srft_loss_fn(config, model_output, data, srft_cfg=SRFTLossConfig())
+    nloss, _ = naive_srft(batch, batch["log_prob"], SRFTLossConfig(), "token-mean", None)
+    assert loss.item() == pytest.approx(nloss.item(), abs=1e-10)
+    assert metrics["actor/pg_loss"].aggregation == AggregationType.MEAN
+    assert metrics["srft/sft_loss"].aggregation == AggregationType.SUM  # SFT is always globally normalised
+
+
+def test_adapter_with_real_actor_config():
+    from verl.workers.config import FSDPActorConfig
+
+    batch = make_batch(seed=26, rows=ADAPTER_ROWS)
+    data, model_output, lp_leaf, _ = build_micro_batch(batch, demo_num_tokens=30)
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=60, global_batch_size=12)
+    config = FSDPActorConfig(
+        strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=2, loss_agg_mode="seq-mean-token-sum-norm",
+        loss_scale_factor=5,
+    )
+    srft_cfg = SRFTLossConfig(entropy_scope="token", weight_clamp=0.5)
+    loss, _ = srft_loss_fn(config, model_output, data, srft_cfg=srft_cfg)
+    g = dict(dp_size=1, batch_num_tokens=60, global_batch_size=12, demo_num_tokens=30, loss_scale_factor=5)
+    nloss, _, ngrad = run_naive(batch, srft_cfg, "seq-mean-token-sum-norm", g)
+    (grad,) = torch.autograd.grad(loss, lp_leaf)
+    assert loss.item() == pytest.approx(nloss.item(), abs=1e-10)
+    torch.testing.assert_close(grad, ngrad, atol=1e-10, rtol=1e-10)
+
+
+def test_adapter_requires_entropy_and_srft_fields():
+    batch = make_batch(seed=24, rows=ADAPTER_ROWS)
+    data, model_output, _, _ = build_micro_batch(batch)
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=40, global_batch_size=8)
+    config = SimpleNamespace(loss_agg_mode="token-mean", loss_scale_factor=None)
+    with pytest.raises(ValueError, match="calculate_entropy=True"):
+        srft_loss_fn(config, {"log_probs": model_output["log_probs"]}, data, srft_cfg=SRFTLossConfig())
+    del data["srft_demo_num_tokens"]
+    with pytest.raises(KeyError, match="srft_demo_num_tokens"):
+        srft_loss_fn(config, model_output, data, srft_cfg=SRFTLossConfig())
+
+
+def test_adapter_rejects_inconsistent_batch_constants():
+    batch = make_batch(seed=25, rows=ADAPTER_ROWS)
+    data, model_output, _, _ = build_micro_batch(batch, demo_num_tokens=50)
+    data["srft_demo_num_tokens"][0] = 51
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=40, global_batch_size=8)
+    config = SimpleNamespace(loss_agg_mode="token-mean", loss_scale_factor=None)
+    with pytest.raises(ValueError, match="srft_demo_num_tokens"):
+        srft_loss_fn(config, model_output, data, srft_cfg=SRFTLossConfig())
