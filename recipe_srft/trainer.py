@@ -1,0 +1,266 @@
+"""The SRFT trainer: verl's V1 synchronous trainer plus demonstrations in groups and the SRFT loss.
+
+Registered as ``trainer.v1.trainer_mode=srft`` (set by ``config/srft_trainer.yaml``). What it adds
+to :class:`verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync`, through the V1 hooks only:
+
+* start-up: resolves ``srft:`` (presets, conflicts -> error), checks the verl config is compatible
+  (GRPO estimator, no KL in reward, entropy computed, unshuffled mini-batches), counts demonstrations
+  in the group size (``rollout.n := n + m``) so verl's mini-batch arithmetic sees whole groups;
+* ``on_init_end``: installs :func:`recipe_srft.losses.srft_loss_fn` on the actor with ``set_loss_fn``;
+* ``_fetch_one_gen_batch``: routes training rows to the ``srft_agent`` loop with ``__rollout_n__ =
+  n + m_i`` (m_i = demonstrations the row has, at most m), so each group gets its demonstrations at
+  zero generation cost; validation rows are untouched (no demonstrations);
+* ``_compute_old_log_prob``: demonstrations have no behaviour log-probs; rollout-vs-actor diagnostics
+  are recomputed on rollouts only;
+* ``_compute_advantage``: Eq. 7 over the augmented group (:mod:`recipe_srft.advantage`), plus
+  ``is_demo``/``srft_rewards`` for the loss and the SRFT data metrics;
+* ``_update_actor``: global demo-token counts (and mean entropy) per optimizer mini-batch, so the
+  SFT term is a token-mean over the mini-batch's demo tokens whatever the micro-batch size;
+* a configurable replay-buffer poll interval (verl's fixed 2 s dominates small runs).
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+
+import numpy as np
+import torch
+import transfer_queue as tq
+from omegaconf import OmegaConf, open_dict
+from tensordict import TensorDict
+
+from verl.trainer.ppo.v1.trainer_base import register_trainer
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+from verl.utils.config import omega_conf_to_dataclass
+from verl.utils.debug.metrics import calculate_debug_metrics
+from verl.protocol import DataProto
+from verl.workers.utils.padding import response_to_nested
+
+from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
+from .advantage import grpo_advantage_with_demos
+from .demos import extract_demos
+from .losses import srft_loss_fn
+from .srft_config import SRFTConfig, describe, resolve_srft_config
+
+logger = logging.getLogger(__name__)
+
+
+def srft_config_from(config) -> SRFTConfig:
+    """Resolves ``config.srft`` (with the actor's clip ratios and entropy coefficient)."""
+    section = OmegaConf.to_container(config.get("srft", {}) or {}, resolve=True)
+    actor = config.actor_rollout_ref.actor
+    actor_values = {k: actor.get(k) for k in ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff")}
+    if actor_values.get("clip_ratio_low") is None:
+        actor_values["clip_ratio_low"] = actor.get("clip_ratio")
+    return resolve_srft_config(section, actor_values)
+
+
+def check_verl_config(config, srft: SRFTConfig) -> None:
+    """Fails loudly on verl settings the SRFT trainer does not support (the message names the fix)."""
+    problems = []
+    if config.algorithm.adv_estimator != "grpo":
+        problems.append(f"algorithm.adv_estimator={config.algorithm.adv_estimator}: SRFT uses group advantages "
+                        "(Eq. 7); set algorithm.adv_estimator=grpo")
+    if config.algorithm.get("use_kl_in_reward", False):
+        problems.append("algorithm.use_kl_in_reward=true: SRFT has no KL term; set it to false")
+    if config.actor_rollout_ref.actor.get("shuffle", False):
+        problems.append("actor_rollout_ref.actor.shuffle=true: the SFT term is normalised over the demo tokens of each "
+                        "optimizer mini-batch, which needs verl's unshuffled split; set it to false")
+    if config.actor_rollout_ref.actor.get("ppo_epochs", 1) != 1 and srft.loss.entropy_scope == "batch":
+        problems.append("entropy_scope=batch uses the old policy's entropy per mini-batch; with ppo_epochs>1 use "
+                        "srft.entropy_scope=sequence")
+    if config.trainer.v1.get("trainer_mode") != "srft":
+        problems.append(f"trainer.v1.trainer_mode={config.trainer.v1.get('trainer_mode')}: expected srft")
+    if problems:
+        raise ValueError("SRFT cannot run with this configuration:\n  - " + "\n  - ".join(problems))
+
+
+@register_trainer("srft")
+class SRFTTrainer(PPOTrainerSync):
+    """verl V1 sync trainer with demonstrations in GRPO groups and the SRFT loss (see module docstring)."""
+
+    def __init__(self, config):
+        self.srft = srft_config_from(config)
+        check_verl_config(config, self.srft)
+        rollout = config.actor_rollout_ref.rollout
+        # n = on-policy rollouts per prompt (what the user asked for); the group holds n + m trajectories.
+        if config.get("srft", {}).get("num_rollouts") is None:
+            num_rollouts = int(rollout.n)
+            group = num_rollouts + self.srft.demos_per_prompt
+            with open_dict(config):
+                config.srft.num_rollouts = num_rollouts
+                rollout.n = group
+                config.actor_rollout_ref.actor.rollout_n = group
+                # the loss needs the per-token entropy of the current policy (Eq. 8, 11, 13)
+                config.actor_rollout_ref.actor.calculate_entropy = True
+        self.num_rollouts = int(config.srft.num_rollouts)
+        print("SRFT configuration:", describe(self.srft), f"(rollouts per prompt n={self.num_rollouts}, "
+              f"group size n+m={config.actor_rollout_ref.rollout.n})", flush=True)
+        super().__init__(config)
+
+    # ------------------------------------------------------------------ set-up
+    def _build_replay_buffer(self):
+        buffer = super()._build_replay_buffer()
+        if hasattr(buffer, "poll_interval"):
+            buffer.poll_interval = self.srft.replay_poll_interval_s
+        return buffer
+
+    def _init_dataloader(self):
+        if not self.srft.data_sources:
+            return super()._init_dataloader()
+        from .mixed_data import init_mixed_train_dataloader
+
+        super()._init_dataloader()  # validation loader and step counts, then swap the training loader
+        init_mixed_train_dataloader(self)
+
+    def on_init_end(self):
+        actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
+        self.actor_rollout_wg.set_loss_fn(partial(srft_loss_fn, config=actor_cfg, srft_cfg=self.srft.loss))
+        super().on_init_end()
+
+    # ------------------------------------------------------------------ demonstrations in groups
+    def _fetch_one_gen_batch(self) -> TensorDict:
+        batch = super()._fetch_one_gen_batch()
+        size = len(batch)
+        m = self.srft.demos_per_prompt
+        num_demos = []
+        fields = [f for f in self.srft.demo_fields if f in batch.keys()]
+        for i in range(size):
+            row = {f: _item(batch[f], i) for f in fields}
+            num_demos.append(min(m, len(extract_demos(row, self.srft.demo_fields))) if m > 0 else 0)
+        tu.assign_non_tensor_stack(batch, "__rollout_n__", [self.num_rollouts + k for k in num_demos])
+        tu.assign_non_tensor_stack(batch, "srft_num_rollouts", [self.num_rollouts] * size)
+        tu.assign_non_tensor_stack(batch, "srft_demo_fields", [",".join(self.srft.demo_fields)] * size)
+        tu.assign_non_tensor_stack(batch, "agent_name", ["srft_agent"] * size)
+        self._last_num_demos = sum(num_demos)
+        return batch
+
+    def _demo_flags(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(is_demo, demo_truncated, valid) per trajectory of a KVBatchMeta, from the agent loop's extra fields."""
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        extras = [_item(data["extra_fields"], i) for i in range(len(batch))]
+        is_demo = torch.tensor([int((e or {}).get("srft_is_demo", 0)) for e in extras], dtype=torch.bool)
+        truncated = torch.tensor([int((e or {}).get("srft_demo_truncated", 0)) for e in extras], dtype=torch.bool)
+        valid = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
+        return is_demo & valid, truncated & valid, valid
+
+    # ------------------------------------------------------------------ log-probs
+    def _compute_old_log_prob(self, batch, metrics: dict):
+        batch = super()._compute_old_log_prob(batch, metrics)
+        is_demo, _, valid = self._demo_flags(batch)
+        self._batch_flags = (is_demo, valid)
+        if self.config.actor_rollout_ref.rollout.calculate_log_probs and is_demo.any():
+            # Demonstrations carry placeholder behaviour log-probs (pi_beta := 1, Eq. 9): measure the
+            # rollout-vs-actor agreement on real rollouts only.
+            fields = ["old_log_probs", "rollout_log_probs", "response_mask", "responses"]
+            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+            padded = data.to_padded_tensor()
+            keep = (~is_demo & valid).nonzero().flatten()
+            if len(keep):
+                sub = {k: padded[k][keep] for k in fields}
+                metrics.update(calculate_debug_metrics(DataProto.from_dict(tensors=sub)))
+        return batch
+
+    # ------------------------------------------------------------------ advantage (Eq. 7)
+    def _compute_advantage(self, batch, metrics: dict):
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                               select_fields=["uid", "response_mask", "rm_scores"])
+        response_mask = data["response_mask"]
+        padded = data.to_padded_tensor()
+        scores = padded["rm_scores"].sum(-1).float()
+        uids = list(data["uid"].tolist()) if hasattr(data["uid"], "tolist") else list(data["uid"])
+        is_demo, truncated, valid = self._demo_flags(batch)
+        rewards = scores.clone()
+        if self.srft.demo_reward == "constant":
+            rewards = torch.where(is_demo, torch.ones_like(rewards), rewards)
+        adv = grpo_advantage_with_demos(
+            rewards, uids, is_demo, valid,
+            norm_by_std=self.srft.norm_adv_by_std,
+            demos_in_stats=self.srft.demos_in_group_stats,
+            demo_rl=self.srft.demo_rl,
+        )
+        mask = padded["response_mask"].float()
+        advantages = adv[:, None] * mask
+        output = TensorDict(
+            {
+                "advantages": response_to_nested(advantages, response_mask),
+                "returns": response_to_nested(advantages.clone(), response_mask),
+                "is_demo": is_demo.long(),
+                "srft_rewards": rewards,
+            },
+            batch_size=len(batch),
+        )
+        batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+        metrics.update(srft_data_metrics(scores, uids, is_demo, truncated, valid))
+        return batch
+
+    # ------------------------------------------------------------------ actor update
+    def _update_actor(self, batch, metrics: dict):
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                               select_fields=["response_mask", "is_demo", "entropy"])
+        padded = data.to_padded_tensor()
+        mask = padded["response_mask"].float()
+        is_demo = padded["is_demo"].bool().reshape(-1)
+        dp_size = self._actor_dp_size()
+        mini = int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size) * int(self.config.actor_rollout_ref.rollout.n)
+        groups = minibatch_ids(len(batch), dp_size, mini)
+        demo_tokens = (mask * is_demo[:, None]).sum(-1)
+        tokens = mask.sum(-1)
+        entropy_sum = (padded["entropy"].float() * mask).sum(-1)
+        per_sample_demo = torch.zeros(len(batch))
+        per_sample_entropy = torch.zeros(len(batch))
+        for g in groups.unique():
+            sel = groups == g
+            per_sample_demo[sel] = demo_tokens[sel].sum()
+            per_sample_entropy[sel] = entropy_sum[sel].sum() / tokens[sel].sum().clamp(min=1)
+        fields = TensorDict({"srft_demo_num_tokens": per_sample_demo, "srft_batch_entropy": per_sample_entropy},
+                            batch_size=len(batch))
+        batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
+        return super()._update_actor(batch, metrics)
+
+    def _actor_dp_size(self) -> int:
+        wg = self.actor_rollout_wg
+        if "actor" not in wg._dispatch_info:
+            wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
+        return max(wg._dispatch_info["actor"]) + 1
+
+
+def minibatch_ids(batch_size: int, dp_size: int, global_mini_batch: int) -> torch.Tensor:
+    """Optimizer mini-batch index of each trajectory under verl's unshuffled split.
+
+    verl dispatches the batch to ``dp_size`` ranks in contiguous chunks; each rank cuts its chunk
+    into mini-batches of ``global_mini_batch / dp_size`` rows in order (``actor.shuffle=false``);
+    mini-batch j of every rank forms the global optimizer mini-batch j.
+    """
+    if batch_size % dp_size:
+        raise ValueError(f"batch of {batch_size} trajectories does not split over {dp_size} ranks")
+    per_rank = batch_size // dp_size
+    per_rank_mini = max(1, global_mini_batch // dp_size)
+    positions = torch.arange(batch_size) % per_rank
+    return positions // per_rank_mini
+
+
+def srft_data_metrics(scores, uids, is_demo, truncated, valid) -> dict:
+    """Solve rates and group composition of one training batch (logged under ``srft/``)."""
+    solved = scores > 0.5
+    metrics = {"srft/num_demos": float(is_demo.sum()), "srft/demo_truncated_count": float(truncated.sum())}
+    onpolicy = ~is_demo & valid
+    if is_demo.any():
+        metrics["srft/demo_solve_rate"] = solved[is_demo].float().mean().item()
+    if onpolicy.any():
+        metrics["srft/onpolicy_solve_rate"] = solved[onpolicy].float().mean().item()
+    groups: dict = {}
+    for i, uid in enumerate(uids):
+        if onpolicy[i]:
+            groups.setdefault(uid, []).append(bool(solved[i]))
+    if groups:
+        metrics["srft/groups_all_solved_frac"] = float(np.mean([all(v) for v in groups.values()]))
+        metrics["srft/groups_none_solved_frac"] = float(np.mean([not any(v) for v in groups.values()]))
+    return metrics
+
+
+def _item(column, i):
+    value = column[i]
+    return getattr(value, "data", value)
