@@ -158,7 +158,7 @@ class SRFTTrainer(PPOTrainerSync):
             data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
             padded = data.to_padded_tensor()
             keep = (~is_demo & valid).nonzero().flatten()
-            if len(keep):
+            if len(keep):  # noqa: SIM102
                 sub = {k: padded[k][keep] for k in fields}
                 metrics.update(calculate_debug_metrics(DataProto.from_dict(tensors=sub)))
         return batch
