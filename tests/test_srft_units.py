@@ -1,0 +1,177 @@
+"""Unit tests of the SRFT pieces around the loss: presets, Eq. 7 advantage, demonstrations, mini-batch ids."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+
+import pytest
+import torch
+
+from recipe_srft.advantage import grpo_advantage_with_demos
+from recipe_srft.demos import extract_demos, tokenize_demo
+from recipe_srft.srft_config import PRESETS, resolve_srft_config
+from recipe_srft.trainer import minibatch_ids, srft_data_metrics
+
+
+# ---------------------------------------------------------------- presets
+def test_srft_preset_is_the_paper_default():
+    cfg = resolve_srft_config({"preset": "srft"})
+    assert cfg.demos_per_prompt == 1 and cfg.norm_adv_by_std and cfg.demos_in_group_stats
+    assert cfg.loss.sft_weighting == "entropy" and cfg.loss.sft_coef == 0.5 and cfg.loss.sft_entropy_sign == -1
+    assert cfg.loss.pos_weighting == "entropy" and cfg.loss.pos_coef == 0.1
+    assert cfg.loss.offpolicy_shaping == "luffy" and cfg.loss.use_sft
+
+
+@pytest.mark.parametrize("preset,expected", [
+    ("grpo", dict(demos_per_prompt=0, use_sft=False, pos_weighting="constant", pos_coef=1.0)),
+    ("luffy", dict(demos_per_prompt=1, use_sft=False, pos_weighting="constant", offpolicy_shaping="luffy",
+                   norm_adv_by_std=False)),
+    ("sft_plus_rl", dict(use_sft=True, sft_weighting="constant", sft_coef=1.0, pos_weighting="constant",
+                         demo_rl=False, demos_in_group_stats=False)),
+    ("no_w_sft", dict(sft_weighting="constant", sft_coef=1.0, pos_weighting="entropy", pos_coef=0.1)),
+    ("no_w_rl", dict(pos_weighting="constant", pos_coef=1.0, sft_weighting="entropy", sft_coef=0.5)),
+])
+def test_presets(preset, expected):
+    cfg = resolve_srft_config({"preset": preset})
+    for key, value in expected.items():
+        actual = getattr(cfg.loss, key) if hasattr(cfg.loss, key) else getattr(cfg, key)
+        assert actual == value, (preset, key, actual)
+
+
+def test_null_switches_take_the_preset_and_matching_explicit_values_are_fine():
+    cfg = resolve_srft_config({"preset": "no_w_sft", "sft_coef": None, "pos_coef": None})
+    assert cfg.loss.sft_coef == 1.0 and cfg.loss.pos_coef == 0.1
+    cfg = resolve_srft_config({"preset": "no_w_sft", "sft_weighting": "constant", "sft_coef": 1})
+    assert cfg.loss.sft_weighting == "constant" and cfg.loss.sft_coef == 1.0
+
+
+@pytest.mark.parametrize("preset,key,value", [
+    ("grpo", "demos_per_prompt", 1), ("luffy", "use_sft", True), ("srft", "sft_coef", 1.0),
+    ("no_w_rl", "pos_weighting", "entropy"), ("sft_plus_rl", "demo_rl", True),
+])
+def test_preset_conflicts_fail_with_the_fix(preset, key, value):
+    with pytest.raises(ValueError) as err:
+        resolve_srft_config({"preset": preset, key: value})
+    assert f"srft.{key}={value!r} contradicts srft.preset={preset}" in str(err.value)
+    assert "srft.preset=custom" in str(err.value)
+
+
+def test_custom_preset_and_free_switches():
+    cfg = resolve_srft_config({"preset": "custom", "sft_coef": 2.0, "entropy_scope": "token", "weight_clamp": 5.0,
+                               "onpolicy_form": "reinforce", "positive_by": "reward"})
+    assert cfg.loss.sft_coef == 2.0 and cfg.loss.entropy_scope == "token" and cfg.loss.weight_clamp == 5.0
+    assert cfg.loss.onpolicy_form == "reinforce" and cfg.loss.positive_by == "reward"
+    # switches no preset owns can be set with any preset
+    assert resolve_srft_config({"preset": "srft", "entropy_scope": "batch"}).loss.entropy_scope == "batch"
+
+
+def test_unknown_keys_and_actor_owned_keys_are_rejected():
+    with pytest.raises(ValueError, match="not a known SRFT switch"):
+        resolve_srft_config({"sft_cof": 1.0})
+    with pytest.raises(ValueError, match="actor_rollout_ref.actor.clip_ratio_low"):
+        resolve_srft_config({"clip_ratio_low": 0.1})
+    with pytest.raises(ValueError, match="unknown"):
+        resolve_srft_config({"preset": "dapo"})
+    with pytest.raises(ValueError):
+        resolve_srft_config({"preset": "custom", "sft_weighting": "linear"})
+
+
+def test_clip_ratios_and_entropy_coeff_come_from_the_actor():
+    cfg = resolve_srft_config({}, {"clip_ratio_low": 0.1, "clip_ratio_high": 0.3, "clip_ratio_c": 4.0,
+                                   "entropy_coeff": 0.001})
+    assert (cfg.loss.clip_ratio_low, cfg.loss.clip_ratio_high, cfg.loss.clip_ratio_c) == (0.1, 0.3, 4.0)
+    assert cfg.loss.entropy_coeff == 0.001
+
+
+def test_every_preset_resolves():
+    for name in PRESETS:
+        resolve_srft_config({"preset": name})
+
+
+# ---------------------------------------------------------------- advantage (Eq. 7), against a naive version
+def naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_rl, eps=1e-6):
+    out = [0.0] * len(scores)
+    for g in set(gid for gid, v in zip(groups, valid) if v):
+        idx = [i for i in range(len(scores)) if groups[i] == g and valid[i]]
+        stat = [scores[i] for i in idx if demos_in_stats or not is_demo[i]]
+        if not stat:
+            continue
+        mean = statistics.mean(stat) if len(stat) > 1 else 0.0
+        std = statistics.stdev(stat) if len(stat) > 1 else 1.0
+        for i in idx:
+            a = scores[i] - mean
+            out[i] = a / (std + eps) if norm else a
+    return [0.0 if (is_demo[i] and not demo_rl) else a for i, a in enumerate(out)]
+
+
+@pytest.mark.parametrize("norm,demos_in_stats,demo_rl", list(itertools.product([True, False], repeat=3)))
+def test_advantage_matches_naive(norm, demos_in_stats, demo_rl):
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 2, (14,), generator=gen).float().tolist()
+    groups = ["a"] * 5 + ["b"] * 5 + ["c"] * 3 + ["d"]
+    is_demo = [False] * 4 + [True] + [False] * 4 + [True] + [False] * 3 + [True]
+    valid = [True] * 13 + [False]
+    expected = naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_rl)
+    got = grpo_advantage_with_demos(torch.tensor(scores), groups, torch.tensor(is_demo), torch.tensor(valid),
+                                    norm_by_std=norm, demos_in_stats=demos_in_stats, demo_rl=demo_rl)
+    assert torch.allclose(got, torch.tensor(expected, dtype=torch.float32), atol=1e-6)
+
+
+def test_demo_gets_advantage_from_rollout_stats_when_excluded():
+    # rollouts 0,0,1,1 (mean .5, std .577), demo 1: its advantage comes from the rollouts' statistics
+    adv = grpo_advantage_with_demos(torch.tensor([0., 0., 1., 1., 1.]), ["g"] * 5,
+                                    torch.tensor([False] * 4 + [True]), demos_in_stats=False)
+    std = statistics.stdev([0, 0, 1, 1])
+    assert adv[4].item() == pytest.approx(0.5 / (std + 1e-6), rel=1e-5)
+    assert adv[:4].sum().item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_all_failed_rollouts_plus_correct_demo_gives_demo_positive_rollouts_negative():
+    adv = grpo_advantage_with_demos(torch.tensor([0., 0., 0., 1.]), ["g"] * 4, torch.tensor([False] * 3 + [True]))
+    assert adv[3] > 0 and (adv[:3] < 0).all()
+
+
+# ---------------------------------------------------------------- demonstrations
+def test_extract_demos_from_luffy_target_and_demo_string():
+    row = {"target": [{"role": "assistant", "content": "<think>\nA</think> 5"}], "demo": "B"}
+    assert extract_demos(row) == ["<think>\nA</think> 5"]
+    assert extract_demos({"demo": "B"}) == ["B"]
+    assert extract_demos({"demo": ["x", "", "y"]}) == ["x", "y"]
+    assert extract_demos({"target": None, "demo": None}) == []
+    assert extract_demos({"target": [{"role": "user", "content": "no"}]}) == []
+
+
+def test_tokenize_demo_eos_think_strip_and_truncation(tiny_tokenizer):
+    tok = tiny_tokenizer
+    text = "<think>\nabc</think> 7"
+    plain = tokenize_demo(text, tok, 100, prompt_text="<|im_start|>assistant\n")
+    assert plain.response_ids == tok.encode(text, add_special_tokens=False) + [tok.eos_token_id]
+    assert not plain.stripped_think and not plain.truncated
+    stripped = tokenize_demo(text, tok, 100, prompt_text="<|im_start|>assistant\n<think>\n")
+    assert stripped.stripped_think
+    assert stripped.response_ids == tok.encode("abc</think> 7", add_special_tokens=False) + [tok.eos_token_id]
+    short = tokenize_demo(text, tok, 5)
+    assert short.truncated and len(short.response_ids) == 5
+
+
+# ---------------------------------------------------------------- mini-batches and metrics
+def test_minibatch_ids_follow_verl_unshuffled_split():
+    # 1 rank, 16 trajectories, mini-batches of 8
+    assert minibatch_ids(16, 1, 8).tolist() == [0] * 8 + [1] * 8
+    # 2 ranks: rank r holds rows [8r, 8r+8); each rank's mini-batch j has 4 rows; global mini-batch j = both
+    assert minibatch_ids(16, 2, 8).tolist() == [0] * 4 + [1] * 4 + [0] * 4 + [1] * 4
+    with pytest.raises(ValueError):
+        minibatch_ids(15, 2, 8)
+
+
+def test_srft_data_metrics():
+    scores = torch.tensor([1., 0., 0., 1., 1., 1., 0.])
+    uids = ["a", "a", "a", "b", "b", "b", "pad"]
+    is_demo = torch.tensor([False, False, True, False, False, True, False])
+    valid = torch.tensor([True] * 6 + [False])
+    m = srft_data_metrics(scores, uids, is_demo, torch.tensor([False, False, True] + [False] * 4), valid)
+    assert m["srft/num_demos"] == 2 and m["srft/demo_truncated_count"] == 1
+    assert m["srft/demo_solve_rate"] == 0.5
+    assert m["srft/onpolicy_solve_rate"] == 0.75
+    assert m["srft/groups_all_solved_frac"] == 0.5 and m["srft/groups_none_solved_frac"] == 0.0
