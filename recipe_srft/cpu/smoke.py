@@ -1,6 +1,9 @@
-"""CPU smoke run of verl's real trainer: a tiny random model, a few GRPO steps, validation, a checkpoint.
+"""CPU smoke run of verl's real trainer: a tiny random model, a few steps, validation, a checkpoint.
 
-    python -m recipe_srft.cpu.smoke --out runs/smoke [--steps 2] [-- extra hydra overrides]
+    python -m recipe_srft.cpu.smoke --out runs/smoke [--steps 2] [--trainer srft|grpo] [-- extra hydra overrides]
+
+``--trainer srft`` (default) runs SRFT (``python -m recipe_srft.main_srft``, demonstrations in the
+groups); ``--trainer grpo`` runs verl's stock GRPO (``python -m verl.trainer.main_ppo``).
 
 It builds the tiny model and data offline (cached under ``--cache``), exports the CPU
 environment and runs ``python -m <entry> --config-dir recipe_srft/config +runtime=cpu ...``
@@ -33,8 +36,8 @@ def smoke_overrides(model: str, train_files: str, val_files: str, out_dir: str, 
         f"data.max_response_length={max_response_length}",
         f"actor_rollout_ref.model.path={model}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={batch_size}",
-        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch_size * n}",
-        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch_size * n}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={batch_size}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={batch_size}",
         f"actor_rollout_ref.rollout.n={n}",
         "actor_rollout_ref.actor.optim.lr=1e-3",
         f"trainer.total_training_steps={steps}",
@@ -93,11 +96,20 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/smoke", help="run directory (log, checkpoints)")
     parser.add_argument("--cache", default=os.environ.get("SRFT_CACHE", ".cache"), help="where the tiny model/data live")
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--trainer", choices=("srft", "grpo"), default="srft",
+                        help="srft: recipe_srft.main_srft (SRFT); grpo: verl.trainer.main_ppo (stock GRPO)")
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     model, train, val = prepare_assets(Path(args.cache).resolve())
-    result = run_trainer(smoke_overrides(str(model), str(train), str(val), str(out), args.steps) + args.overrides, out)
+    overrides = smoke_overrides(str(model), str(train), str(val), str(out), args.steps)
+    if args.trainer == "srft":
+        # SRFT counts mini-batches in prompts like verl; the algorithm settings come from srft_trainer.yaml
+        overrides = [o for o in overrides if not o.startswith("algorithm.adv_estimator")]
+        result = run_trainer(overrides + args.overrides, out, entry="recipe_srft.main_srft",
+                             config_name="srft_trainer")
+    else:
+        result = run_trainer(overrides + args.overrides, out)
     print(f"log: {out / 'train.log'} (exit code {result.returncode})")
     sys.exit(result.returncode)
 

@@ -1,0 +1,21 @@
+"""Evaluation of SRFT models (paper section 6): sampling, grading with ``recipe_srft.reward``, avg@n,
+pass@k and confidence intervals, resumable. Command line: ``python -m recipe_srft.eval --help``."""
+
+from .generators import Generator, HFGenerator, SamplingConfig, VLLMGenerator, make_generator
+from .metrics import k_values, normal_ci, pass_at_k, summarize, wilson_ci
+from .runner import EvalConfig, run_eval
+
+__all__ = [
+    "EvalConfig",
+    "Generator",
+    "HFGenerator",
+    "SamplingConfig",
+    "VLLMGenerator",
+    "k_values",
+    "make_generator",
+    "normal_ci",
+    "pass_at_k",
+    "run_eval",
+    "summarize",
+    "wilson_ci",
+]
