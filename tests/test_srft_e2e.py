@@ -124,3 +124,39 @@ def test_gradient_invariant_to_micro_batch_size(tiny_model_dir, data, tmp_path):
     assert d16 == d4 == N_PROMPTS
     assert g16 > 0
     assert abs(g16 - g4) <= 1e-5 * max(1.0, g16), norms
+
+
+def _prompts_by_step(rollout_dir: Path) -> dict:
+    import json
+
+    out = {}
+    for f in sorted(rollout_dir.glob("*.jsonl")):
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        out[int(f.stem)] = sorted(r["input"] for r in rows)
+    return out
+
+
+def test_mixed_sources_resume_consumes_the_same_prompts(tiny_model_dir, tmp_path):
+    """srft.data.sources: stop after step 2, resume to step 3 == an uninterrupted 3-step run."""
+    a_train, val = write_smoke_data(tmp_path / "a", n_train=12, n_val=4, seed=1)
+    b_train, _ = write_smoke_data(tmp_path / "b", n_train=20, n_val=4, seed=2)
+    sources = f"[{{path:'{a_train}',weight:0.3,name:a}},{{path:'{b_train}',weight:0.7,name:b}}]"
+
+    def run(out, steps, save_freq):
+        extra = [f"srft.data.sources={sources}", "srft.data.seed=7", f"trainer.rollout_data_dir={out}/rollouts",
+                 f"trainer.save_freq={save_freq}", "trainer.test_freq=-1"]
+        result = run_trainer(srft_overrides(tiny_model_dir, a_train, val, out, steps=steps, extra=extra), out,
+                             entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False)
+        assert result.returncode == 0, (out / "train.log").read_text()[-6000:]
+
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    run(straight, 3, -1)
+    run(resumed, 2, 2)
+    assert (resumed / "ckpt" / "global_step_2" / "data.pt").exists()
+    run(resumed, 3, -1)  # same default_local_dir: verl resumes from global_step_2
+    assert min(_steps(resumed)) == 3  # the second run started at step 3: it resumed
+    p_straight, p_resumed = _prompts_by_step(straight / "rollouts"), _prompts_by_step(resumed / "rollouts")
+    assert set(p_straight) == {1, 2, 3} and {1, 2, 3} <= set(p_resumed)
+    for step in (1, 2, 3):
+        assert p_resumed[step] == p_straight[step], f"step {step}: resumed run consumed other prompts"
+    assert p_straight[1] != p_straight[2]  # the sampler moves on
