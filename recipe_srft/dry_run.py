@@ -1,0 +1,678 @@
+"""Dry run of an SRFT launch: compose, resolve and validate the full verl config, no GPU, no Ray, no files.
+
+    python -m recipe_srft.dry_run [--config-dir DIR] [--config-name NAME] [hydra overrides ...]
+
+``run_scripts/*.sh`` call this with ``DRY_RUN=1`` and the overrides they would pass to
+``python -m recipe_srft.main_srft``. Exit status 0 when every check passes (a summary is printed),
+1 with the problems listed otherwise. What is checked, in order:
+
+1. composition with hydra's compose API (``recipe_srft/config/srft_trainer.yaml`` on top of verl
+   0.9.1's ``ppo_trainer``): a key that verl's config does not have fails (hydra's struct mode), a
+   key added with ``+`` outside the known free-form maps is reported as a warning (verl would
+   silently ignore a misspelt one);
+2. ``OmegaConf.resolve`` and mandatory values (``???``) of the parts that are used;
+3. the ``srft:`` section (``srft_config_from``: presets, conflicts) and ``check_verl_config``;
+4. verl's own ``validate_config(config, use_reference_policy=..., use_critic=...)``, on the config
+   as ``main_srft`` passes it;
+5. verl's config dataclasses, built from the config as the SRFT trainer hands it to the workers
+   (``rollout.n := n + demos_per_prompt``): every ``_target_`` subtree that verl instantiates at
+   run time is instantiated so type and field errors surface; the exceptions are explained in the
+   output (``_SPECIAL``): the model config (its ``__post_init__`` loads the tokenizer and the HF
+   config from the model path, so its fields are type-checked without running it), the reward
+   section (verl 0.9.1 reads it as a plain mapping; its parts are checked one by one and the custom
+   reward function is loaded by path), and unused roles (reference policy, critic, profiler);
+6. the batch arithmetic of the SRFT trainer: group = n + m, whole mini-batches of whole groups,
+   mini-batches split evenly over the actor's data-parallel ranks, GPUs divisible by the rollout's
+   model-parallel size, dynamic-batch token budgets that hold the longest trajectory, and the
+   model's position limit (``config.json`` of a local model, else a small table of known models).
+
+CUDA is hidden (``CUDA_VISIBLE_DEVICES=""``) when run as a program. Nothing here needs the model or
+the data files; missing files are listed as notes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import inspect
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+CONFIG_NAME = "srft_trainer"
+
+#: Keys under these prefixes are free-form maps: adding entries with ``+`` is expected.
+FREE_FORM_PREFIXES = (
+    "reward.custom_reward_function.reward_kwargs",
+    "ray_kwargs.ray_init",
+    "actor_rollout_ref.rollout.engine_kwargs",
+    "actor_rollout_ref.model.override_config",
+    "data.apply_chat_template_kwargs",
+    "srft.",
+    "runtime",
+)
+
+#: Position limits of the models the run scripts name (``max_position_embeddings``; used when the
+#: model path is not a local folder with a ``config.json``). srft_method.md, pitfall 4.
+KNOWN_POSITION_LIMITS = {
+    "Qwen/Qwen2.5-Math-7B": 4096,
+    "Qwen/Qwen2.5-Math-1.5B": 4096,
+    "Elliott/Qwen2.5-Math-7B-16k-think": 16384,
+}
+
+#: Substrings of errors raised when code needs an accelerator that is not there.
+_DEVICE_ERROR_MARKERS = (
+    "no cuda gpus are available",
+    "found no nvidia driver",
+    "torch not compiled with cuda enabled",
+    "cuda driver initialization failed",
+    "no accelerator",
+    "cuda error",
+    "nvml",
+)
+
+
+class DryRunError(Exception):
+    """The configuration would not run; the message lists every problem found."""
+
+
+class DeviceRequired(Exception):
+    """A verl check needs an accelerator (raised only for errors recognised as such)."""
+
+
+def _is_device_error(exc: BaseException) -> bool:
+    if not isinstance(exc, (RuntimeError, AssertionError, OSError)):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _DEVICE_ERROR_MARKERS)
+
+
+# ---------------------------------------------------------------------------------------------- compose
+def compose_config(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_name: str = CONFIG_NAME):
+    """The full config ``python -m recipe_srft.main_srft <overrides>`` would get (not resolved)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if GlobalHydra.instance().is_initialized():  # left over by an earlier hydra app in this process
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base=None):
+            return compose(config_name=config_name, overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException) as exc:
+        message = str(exc).strip()
+        hint = ""
+        if "not in struct" in message or "Could not override" in message or "Key '" in message:
+            hint = ("\nThis key does not exist in verl 0.9.1's config (renamed, misspelt or from another "
+                    "verl version). Do not add a '+' to force it: verl would ignore it silently. Look up the "
+                    "current name in verl/trainer/config/_generated_ppo_trainer.yaml.")
+        raise DryRunError(f"config composition failed: {message}{hint}") from exc
+
+
+def _added_key_warnings(overrides: list[str]) -> list[str]:
+    out = []
+    for item in overrides:
+        if not item.startswith("+") or item.startswith("++"):
+            continue
+        key = item[1:].split("=", 1)[0]
+        if not key.startswith(FREE_FORM_PREFIXES):
+            out.append(f"'{item}' adds a key verl's schema does not have: make sure something reads '{key}'")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _select(config, key: str, default=None):
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(config, key, default=default)
+    return default if value is None else value
+
+
+def apply_srft_group(config, srft):
+    """Copy of ``config`` as :class:`recipe_srft.trainer.SRFTTrainer` hands it to verl's workers.
+
+    Mirrors ``SRFTTrainer.__init__``: ``rollout.n`` (and the actor's ``rollout_n``) become the group
+    size n + m so that verl's mini-batch arithmetic counts whole groups; entropy is computed.
+    """
+    from omegaconf import open_dict
+
+    view = copy.deepcopy(config)
+    with open_dict(view):
+        if view.get("srft", {}).get("num_rollouts") is None:
+            n = int(view.actor_rollout_ref.rollout.n)
+            view.srft.num_rollouts = n
+            view.actor_rollout_ref.rollout.n = n + srft.demos_per_prompt
+            view.actor_rollout_ref.actor.rollout_n = n + srft.demos_per_prompt
+            view.actor_rollout_ref.actor.calculate_entropy = True
+    return view
+
+
+def _target_subtrees(node, path: str = ""):
+    """(path, node) of every subtree with a ``_target_`` that is not inside another one."""
+    from omegaconf import DictConfig
+
+    if not isinstance(node, DictConfig):
+        return
+    if "_target_" in node:
+        yield path, node
+        return
+    for key in node.keys():
+        yield from _target_subtrees(node[key], f"{path}.{key}" if path else str(key))
+
+
+def _typecheck(node, cls) -> None:
+    """Field names and types of ``node`` against dataclass ``cls``, without running ``__post_init__``."""
+    from omegaconf import OmegaConf
+
+    OmegaConf.merge(OmegaConf.structured(cls), node)
+
+
+def _accepted_types(annotation) -> Optional[tuple]:
+    """Python types a scalar field accepts, or None when the annotation is not a plain scalar one."""
+    import types
+    import typing
+
+    if annotation is bool:
+        return (bool,)
+    if annotation is int:
+        return (int,)
+    if annotation is float:
+        return (int, float)
+    if annotation is str:
+        return (str,)
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        out: tuple = ()
+        for arg in typing.get_args(annotation):
+            if arg is type(None):
+                out += (type(None),)
+                continue
+            sub = _accepted_types(arg)
+            if sub is None:
+                return None
+            out += sub
+        return out
+    return None
+
+
+def _field_type_errors(obj, path: str, seen: Optional[set] = None) -> list[str]:
+    """Scalar fields of a built verl dataclass whose value does not have the annotated type.
+
+    hydra's ``instantiate`` (what ``omega_conf_to_dataclass`` uses) passes values through unchecked, so
+    ``ppo_epochs=two`` would otherwise only fail deep inside a worker.
+    """
+    import typing
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen or not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return []
+    seen.add(id(obj))
+    try:
+        hints = typing.get_type_hints(type(obj))
+    except Exception:  # noqa: BLE001 - unresolvable forward references: use what is there
+        hints = {}
+    errors = []
+    for f in dataclasses.fields(obj):
+        if f.name.startswith("_"):
+            continue
+        value = getattr(obj, f.name, None)
+        if dataclasses.is_dataclass(value):
+            errors += _field_type_errors(value, f"{path}.{f.name}", seen)
+            continue
+        annotation = hints.get(f.name, f.type if isinstance(f.type, type) else None)
+        accepted = _accepted_types(annotation) if annotation is not None else None
+        if accepted is None or value is None:  # verl leaves many non-Optional fields None until run time
+            continue
+        ok = isinstance(value, accepted) and not (isinstance(value, bool) and bool not in accepted)
+        if not ok:
+            errors.append(f"{path}.{f.name}={value!r}: expected {getattr(annotation, '__name__', annotation)}")
+    return errors
+
+
+def _model_position_limit(model_path: str) -> tuple[Optional[int], str]:
+    path = Path(os.path.expanduser(str(model_path)))
+    cfg_file = path / "config.json"
+    if cfg_file.is_file():
+        try:
+            data = json.loads(cfg_file.read_text())
+        except (OSError, ValueError) as exc:
+            return None, f"{cfg_file} unreadable ({exc})"
+        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            if isinstance(data.get(key), int):
+                return int(data[key]), f"{key} of {cfg_file}"
+        return None, f"no position limit in {cfg_file}"
+    if str(model_path) in KNOWN_POSITION_LIMITS:
+        return KNOWN_POSITION_LIMITS[str(model_path)], f"known limit of {model_path}"
+    return None, f"{model_path} is not a local folder with config.json and not a known model: not checked"
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _instantiate_dataclasses(view, *, use_ref: bool, use_critic: bool, problems: list, notes: list) -> list[str]:
+    """Builds verl's config dataclasses from ``view``; returns 'path -> Class' lines."""
+    from omegaconf import OmegaConf, open_dict
+    from verl.utils.config import omega_conf_to_dataclass
+    from verl.workers.config import HFModelConfig
+    from verl.workers.config.reward import RewardManagerConfig
+
+    built: list[str] = []
+
+    def build(path: str, node) -> None:
+        try:
+            obj = omega_conf_to_dataclass(node)
+        except Exception as exc:  # noqa: BLE001 - reported with the path, never swallowed
+            if _is_device_error(exc):
+                raise DeviceRequired(f"{path}: {exc}") from exc
+            problems.append(f"{path}: verl's {node.get('_target_')} rejects it: {_short(exc)}")
+            return
+        type_errors = _field_type_errors(obj, path)
+        if type_errors:
+            problems.append(f"{path}: wrong value types for verl's {type(obj).__name__}: " + "; ".join(type_errors))
+            return
+        built.append(f"{path} -> {type(obj).__name__} (fields and scalar types checked)")
+
+    def model(path: str, node) -> None:
+        try:
+            _typecheck(node, HFModelConfig)
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{path}: field/type error against HFModelConfig: {_short(exc)}")
+            return
+        built.append(f"{path} -> HFModelConfig fields type-checked (not built: its __post_init__ loads the "
+                     "tokenizer and HF config from the model path)")
+
+    def ref(path: str, node) -> None:
+        if not use_ref:
+            notes.append(f"{path}: not built (no reference policy: no KL loss, no KL in reward)")
+            return
+        # verl's engine worker renames the ref's log-prob keys to actor keys before building it
+        node = copy.deepcopy(node)
+        actor = view.actor_rollout_ref.actor
+        with open_dict(node):
+            node.ppo_mini_batch_size = actor.ppo_mini_batch_size
+            node.ppo_micro_batch_size = node.pop("log_prob_micro_batch_size", None)
+            node.ppo_micro_batch_size_per_gpu = node.pop("log_prob_micro_batch_size_per_gpu", None)
+            node.use_dynamic_bsz = node.pop("log_prob_use_dynamic_bsz", False)
+            node.ppo_max_token_len_per_gpu = node.pop("log_prob_max_token_len_per_gpu", None)
+        build(path, node)
+
+    def critic(path: str, node) -> None:
+        if use_critic:
+            problems.append("critic is enabled: SRFT uses group advantages (GRPO, Eq. 7) and no value model; "
+                            "set critic.enable=false (or leave it null)")
+        else:
+            notes.append(f"{path}: not built (no critic)")
+
+    def reward(path: str, node) -> None:
+        # verl 0.9.1 reads `reward` as a mapping (never as RewardConfig: `custom_reward_function` is not
+        # one of its fields and RewardManagerConfig.__post_init__ calls a BaseConfig.__post_init__ that
+        # does not exist), so its parts are checked the way verl uses them.
+        from verl.trainer.ppo.reward import get_custom_reward_fn, resolve_reward_manager_cls
+
+        try:
+            _typecheck(node.reward_manager, RewardManagerConfig)
+            cls = resolve_reward_manager_cls(view)
+            built.append(f"{path}.reward_manager -> {cls.__name__} (fields type-checked, class resolved)")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"{path}.reward_manager: {_short(exc)}")
+        if node.reward_model.get("enable", False):
+            build(f"{path}.reward_model", node.reward_model)
+        else:
+            notes.append(f"{path}.reward_model: not built (disabled)")
+        if "sandbox_fusion" in node:
+            build(f"{path}.sandbox_fusion", node.sandbox_fusion)
+        crf = node.get("custom_reward_function") or {}
+        if crf.get("path"):
+            try:
+                fn = get_custom_reward_fn(view)
+                raw = getattr(fn, "args", (None,))[0] or fn
+                kwargs = dict(crf.get("reward_kwargs") or {})
+                inspect.signature(raw).bind_partial(data_source="", solution_str="", ground_truth="",
+                                                    extra_info={}, **kwargs)
+                built.append(f"{path}.custom_reward_function -> {crf.get('path')}::{crf.get('name')} loaded"
+                             + (f", reward_kwargs {kwargs} accepted" if kwargs else ""))
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"{path}.custom_reward_function ({crf.get('path')}::{crf.get('name')}): "
+                                f"{_short(exc)}")
+        else:
+            notes.append(f"{path}.custom_reward_function: none (verl's default_compute_score)")
+
+    def profiler(path: str, node) -> None:
+        tool = node.get("tool")
+        if tool is None:
+            notes.append(f"{path}: not built (profiling off; verl builds tool configs per role only when set)")
+        else:
+            notes.append(f"{path}: tool={tool} is not checked by the dry run")
+
+    special: dict[str, Callable] = {
+        "actor_rollout_ref.model": model,
+        "actor_rollout_ref.ref": ref,
+        "critic": critic,
+        "reward": reward,
+        "global_profiler": profiler,
+    }
+    for path, node in _target_subtrees(view):
+        handler = special.get(path)
+        if handler is not None:
+            handler(path, node)
+        elif path == "trainer.v1.separate_async.hybrid_rollout" and view.trainer.v1.trainer_mode != "separate_async":
+            notes.append(f"{path}: not built (separate_async only)")
+        else:
+            build(path, node)
+    for path in special:
+        if OmegaConf.select(view, path) is None:
+            problems.append(f"{path}: missing from the composed config")
+    return built
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text += f" ({type(cause).__name__}: {cause})"
+    return f"{type(exc).__name__}: {text}"
+
+
+def _batch_checks(config, view, srft, use_ref: bool, problems: list, summary: dict) -> None:
+    data = config.data
+    actor = config.actor_rollout_ref.actor
+    rollout = config.actor_rollout_ref.rollout
+    n = int(view.srft.num_rollouts)
+    m = int(srft.demos_per_prompt)
+    group = n + m
+    tbs = int(data.train_batch_size)
+    mini = int(actor.ppo_mini_batch_size)
+    epochs = int(actor.get("ppo_epochs", 1) or 1)
+    nnodes = int(config.trainer.nnodes)
+    per_node = int(config.trainer.n_gpus_per_node)
+    n_gpus = nnodes * per_node
+    prompt_len = int(data.max_prompt_length)
+    response_len = int(data.max_response_length)
+    longest = prompt_len + response_len
+
+    if n < 1:
+        problems.append(f"actor_rollout_ref.rollout.n={n}: need at least one on-policy rollout per prompt")
+    if tbs < 1 or mini < 1:
+        problems.append(f"data.train_batch_size={tbs} and actor.ppo_mini_batch_size={mini} must be >= 1")
+        return
+    if mini > tbs:
+        problems.append(f"actor_rollout_ref.actor.ppo_mini_batch_size={mini} > data.train_batch_size={tbs}")
+    if tbs % mini:
+        problems.append(f"data.train_batch_size={tbs} is not a multiple of actor_rollout_ref.actor.ppo_mini_batch_size"
+                        f"={mini} (both count prompts): the last optimizer step would get a partial mini-batch. "
+                        f"Use e.g. ppo_mini_batch_size={_divisor_near(tbs, mini)}")
+    if (tbs * group) % (mini * group):
+        problems.append(f"a rollout batch of {tbs * group} trajectories (train_batch_size {tbs} x group {group}) "
+                        f"does not split into mini-batches of {mini * group} (ppo_mini_batch_size {mini} x {group})")
+
+    # GPUs: rollout replicas (hybrid engine: on all GPUs) and the actor's data-parallel ranks
+    tp = int(rollout.tensor_model_parallel_size)
+    rollout_ws = tp * int(rollout.get("data_parallel_size", 1) or 1) * int(rollout.get("pipeline_model_parallel_size", 1) or 1)
+    if n_gpus < 1:
+        problems.append(f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={per_node}: no GPU")
+        return
+    if n_gpus % rollout_ws:
+        problems.append(f"{n_gpus} GPUs (NNODES {nnodes} x GPUS_PER_NODE {per_node}) are not divisible by the rollout's "
+                        f"model-parallel size {rollout_ws} (tensor_model_parallel_size={tp})")
+    if per_node % tp and tp <= per_node:
+        problems.append(f"rollout tensor_model_parallel_size={tp} does not divide the {per_node} GPUs of a node")
+    strategy = str(actor.strategy)
+    if strategy == "megatron":
+        mp = (int(actor.megatron.tensor_model_parallel_size) * int(actor.megatron.pipeline_model_parallel_size)
+              * int(actor.megatron.context_parallel_size))
+        sp = 1
+    else:
+        sp = max(int(actor.get("ulysses_sequence_parallel_size", 1) or 1),
+                 int(_select(actor, "fsdp_config.ulysses_sequence_parallel_size", 1)))
+        mp = sp
+    if n_gpus % mp:
+        problems.append(f"{n_gpus} GPUs are not divisible by the actor's model/sequence-parallel size {mp}")
+    dp = max(1, n_gpus // mp)
+    if (mini * group) % dp:
+        problems.append(f"an optimizer mini-batch of {mini * group} trajectories ({mini} prompts x group {group}) does "
+                        f"not split evenly over the actor's {dp} data-parallel ranks; the SRFT trainer's per-mini-batch "
+                        f"demo-token counts assume it does: pick ppo_mini_batch_size so that {mini}*{group} % {dp} == 0")
+    if (tbs * group) % dp:
+        problems.append(f"a rollout batch of {tbs * group} trajectories does not split over {dp} data-parallel ranks "
+                        f"(verl would pad it)")
+
+    # token budgets
+    budgets = {}
+    if actor.use_dynamic_bsz:
+        budgets["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] = int(actor.ppo_max_token_len_per_gpu)
+    else:
+        mbs = actor.get("ppo_micro_batch_size_per_gpu")
+        if mbs and ((mini * group) // dp) % int(mbs):
+            problems.append(f"{(mini * group) // dp} trajectories per rank and mini-batch are not a multiple of "
+                            f"actor.ppo_micro_batch_size_per_gpu={mbs}")
+    if rollout.get("log_prob_use_dynamic_bsz"):
+        budgets["actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu"] = int(rollout.log_prob_max_token_len_per_gpu)
+    ref = config.actor_rollout_ref.get("ref") or {}
+    if use_ref and ref.get("log_prob_use_dynamic_bsz"):
+        budgets["actor_rollout_ref.ref.log_prob_max_token_len_per_gpu"] = int(ref.log_prob_max_token_len_per_gpu)
+    for key, budget in budgets.items():
+        if budget * sp < longest:
+            problems.append(f"{key}={budget} (x sequence parallel {sp}) cannot hold one trajectory of up to "
+                            f"{longest} tokens (max_prompt_length {prompt_len} + max_response_length {response_len})")
+
+    # positions of the model (pitfall 4) and vLLM's context
+    limit, source = _model_position_limit(str(config.actor_rollout_ref.model.path))
+    if limit is not None and longest > limit:
+        problems.append(f"max_prompt_length {prompt_len} + max_response_length {response_len} = {longest} exceeds the "
+                        f"model's {limit} positions ({source}); vLLM would cap the responses: use a model with a "
+                        f"longer window (e.g. Elliott/Qwen2.5-Math-7B-16k-think) or lower data.max_response_length")
+    max_model_len = rollout.get("max_model_len")
+    if max_model_len is not None and int(max_model_len) < longest:
+        problems.append(f"actor_rollout_ref.rollout.max_model_len={max_model_len} < {longest} = max prompt + response")
+
+    summary.update(
+        rollouts_per_prompt=n,
+        demos_per_prompt=m,
+        group_size=group,
+        train_batch_size_prompts=tbs,
+        trajectories_per_step=tbs * group,
+        generated_per_step=tbs * n,
+        ppo_mini_batch_size_prompts=mini,
+        trajectories_per_mini_batch=mini * group,
+        ppo_epochs=epochs,
+        optimizer_steps_per_rollout_batch=(tbs // mini) * epochs,
+        nnodes=nnodes,
+        gpus_per_node=per_node,
+        total_gpus=n_gpus,
+        rollout_tp=tp,
+        rollout_replicas=n_gpus // rollout_ws if rollout_ws else 0,
+        actor_strategy=strategy,
+        actor_dp=dp,
+        trajectories_per_rank_per_mini_batch=(mini * group) // dp,
+        max_sequence_length=longest,
+        token_budgets={k: v for k, v in budgets.items()},
+        model_positions=f"{limit} ({source})" if limit is not None else source,
+    )
+
+
+def _divisor_near(total: int, target: int) -> int:
+    divisors = [d for d in range(1, total + 1) if total % d == 0]
+    return min(divisors, key=lambda d: (abs(d - target), -d))
+
+
+# ---------------------------------------------------------------------------------------------- main API
+def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_name: str = CONFIG_NAME) -> dict:
+    """Runs every check on the config of ``overrides``; returns the summary or raises :class:`DryRunError`."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    overrides = list(overrides)
+    config = compose_config(overrides, config_dir, config_name)
+    try:
+        OmegaConf.resolve(config)
+    except OmegaConfBaseException as exc:
+        raise DryRunError(f"config does not resolve: {exc}") from exc
+
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    from .srft_config import describe
+    from .trainer import check_verl_config, srft_config_from
+
+    problems: list[str] = []
+    notes: list[str] = []
+    warnings_out = _added_key_warnings(overrides)
+    summary: dict[str, Any] = {"overrides": overrides}
+
+    use_ref = bool(need_reference_policy(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        use_critic = bool(need_critic(config))
+
+    # mandatory values (???) of the parts that are used
+    unused = []
+    if not config.reward.reward_model.get("enable", False):
+        unused.append("reward.reward_model.")
+    if not use_critic:
+        unused.append("critic.")
+    if not use_ref:
+        unused.append("actor_rollout_ref.ref.")
+    missing = sorted(k for k in OmegaConf.missing_keys(config) if not k.startswith(tuple(unused)))
+    if missing:
+        raise DryRunError("mandatory values are not set (??? in verl's config):\n  - "
+                          + "\n  - ".join(f"{key}: set it, e.g. {key}=..." for key in missing))
+
+    # SRFT section
+    try:
+        srft = srft_config_from(config)
+        check_verl_config(config, srft)
+    except ValueError as exc:
+        raise DryRunError(str(exc)) from exc
+    summary["srft"] = describe(srft)
+
+    # verl's own validation, on the config as main_srft passes it
+    validation = "passed"
+    try:
+        validate_config(config=copy.deepcopy(config), use_reference_policy=use_ref, use_critic=use_critic)
+    except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+        if _is_device_error(exc):
+            validation = f"INCOMPLETE: needs an accelerator ({_short(exc)})"
+            warnings_out.append(f"verl validate_config stopped on a device query, not on the config: {_short(exc)}")
+        else:
+            problems.append(f"verl validate_config: {_short(exc)}")
+            validation = "failed"
+    summary["verl_validate_config"] = validation
+
+    # the config as the SRFT trainer hands it to verl's workers
+    view = apply_srft_group(config, srft)
+    try:
+        summary["dataclasses"] = _instantiate_dataclasses(view, use_ref=use_ref, use_critic=use_critic,
+                                                          problems=problems, notes=notes)
+    except DeviceRequired as exc:
+        warnings_out.append(f"a verl config dataclass needs an accelerator to be built: {exc}")
+        summary["dataclasses"] = [f"INCOMPLETE: {exc}"]
+
+    try:
+        _batch_checks(config, view, srft, use_ref, problems, summary)
+    except (TypeError, ValueError, OmegaConfBaseException) as exc:
+        problems.append(f"batch arithmetic could not be checked (a size is not a number?): {_short(exc)}")
+
+    # run identity and files (the files need not exist for a dry run)
+    trainer = config.trainer
+    summary.update(
+        preset=srft.preset,
+        model=str(config.actor_rollout_ref.model.path),
+        rollout=str(config.actor_rollout_ref.rollout.name),
+        total_training_steps=trainer.get("total_training_steps"),
+        test_freq=trainer.get("test_freq"),
+        save_freq=trainer.get("save_freq"),
+        logger=OmegaConf.to_container(trainer.logger) if OmegaConf.is_list(trainer.logger) else trainer.logger,
+        project_name=trainer.project_name,
+        experiment_name=trainer.experiment_name,
+        checkpoint_dir=trainer.default_local_dir,
+        ray_init=OmegaConf.to_container(config.ray_kwargs.ray_init),
+    )
+    for key in ("data.train_files", "data.val_files"):
+        value = OmegaConf.select(config, key)
+        files = OmegaConf.to_container(value) if OmegaConf.is_list(value) else [value]
+        for f in files:
+            if f and not Path(os.path.expanduser(str(f))).exists():
+                notes.append(f"{key}: {f} does not exist here (fine for a dry run; needed for the real run)")
+    model_path = Path(os.path.expanduser(str(config.actor_rollout_ref.model.path)))
+    if not model_path.exists():
+        notes.append(f"model {config.actor_rollout_ref.model.path} is not a local path (a hub id is downloaded at "
+                     "start-up; no tokenizer is loaded by the dry run)")
+    notes.append(f"trainer.device={trainer.device} kept as configured (main_srft's auto_set_device only changes it "
+                 "on a non-CUDA accelerator; CUDA is hidden from the dry run)")
+    summary["notes"] = notes
+    summary["warnings"] = warnings_out
+    if problems:
+        raise DryRunError("the configuration would not run:\n  - " + "\n  - ".join(problems))
+    return summary
+
+
+def format_summary(summary: dict) -> str:
+    s = summary
+    lines = [
+        "SRFT dry run: OK (config composed, resolved and validated; nothing launched)",
+        f"  preset            {s['preset']}",
+        f"  model             {s['model']}  (positions: {s['model_positions']})",
+        f"  group             n={s['rollouts_per_prompt']} rollouts + m={s['demos_per_prompt']} demos = "
+        f"{s['group_size']} trajectories per prompt",
+        f"  rollout batch     {s['train_batch_size_prompts']} prompts -> {s['trajectories_per_step']} trajectories "
+        f"per step ({s['generated_per_step']} generated)",
+        f"  optimizer         ppo_mini_batch_size {s['ppo_mini_batch_size_prompts']} prompts = "
+        f"{s['trajectories_per_mini_batch']} trajectories, {s['ppo_epochs']} epoch(s) -> "
+        f"{s['optimizer_steps_per_rollout_batch']} optimizer steps per rollout batch",
+        f"  GPUs              {s['nnodes']} node(s) x {s['gpus_per_node']} = {s['total_gpus']}; rollout "
+        f"{s['rollout']} TP {s['rollout_tp']} -> {s['rollout_replicas']} replicas; actor {s['actor_strategy']} "
+        f"DP {s['actor_dp']} ({s['trajectories_per_rank_per_mini_batch']} trajectories per rank and mini-batch)",
+        f"  sequence          up to {s['max_sequence_length']} tokens; dynamic-batch budgets "
+        f"{s['token_budgets'] or 'off'}",
+        f"  schedule          {s['total_training_steps']} steps, validation every {s['test_freq']}, checkpoint every "
+        f"{s['save_freq']} -> {s['checkpoint_dir']}",
+        f"  tracking          {s['project_name']}/{s['experiment_name']} logger={s['logger']}",
+        f"  ray.init          {s['ray_init']}",
+        f"  verl validate_config: {s['verl_validate_config']}",
+        "  verl dataclasses:",
+        *[f"    {line}" for line in s["dataclasses"]],
+        "  SRFT switches:",
+        *[f"    {k} = {v}" for k, v in s["srft"].items()],
+    ]
+    if s["notes"]:
+        lines += ["  notes:", *[f"    - {n}" for n in s["notes"]]]
+    if s["warnings"]:
+        lines += ["  WARNINGS:", *[f"    - {w}" for w in s["warnings"]]]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m recipe_srft.dry_run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config-dir", default=str(CONFIG_DIR))
+    parser.add_argument("--config-name", default=CONFIG_NAME)
+    options, overrides = [], []
+    it = iter(argv)
+    for item in it:  # options first, then hydra overrides (which may look like anything but --x)
+        if item in ("-h", "--help"):
+            parser.print_help()
+            return 0
+        if item in ("--config-dir", "--config-name"):
+            options += [item, next(it, "")]
+        elif item.startswith(("--config-dir=", "--config-name=")):
+            options.append(item)
+        else:
+            overrides.append(item)
+    args = parser.parse_args(options)
+    try:
+        summary = dry_run(overrides, args.config_dir, args.config_name)
+    except DryRunError as exc:
+        print(f"SRFT dry run: FAILED\n{exc}", file=sys.stderr, flush=True)
+        return 1
+    print(format_summary(summary), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # the dry run must never touch a GPU, even on a GPU node
+    sys.exit(main())

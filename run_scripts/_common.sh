@@ -1,0 +1,189 @@
+# Shared launch logic of run_scripts/qwen_math*.sh (sourced, not run). The calling script sets its
+# defaults with `: "${VAR:=value}"` and then calls `srft_launch "$@"`.
+#
+# Environment (every one has a default in the calling script):
+#   MODEL_PATH            local folder or Hugging Face id of the policy
+#   TRAIN_FILE            training parquet in LUFFY format (prompt + `target` demonstration)
+#   RAW_TRAIN_FILE        optional raw LUFFY/OpenR1 file (openr1.parquet): converted into TRAIN_FILE with
+#                         `python -m data_prep.luffy --template luffy_think` when TRAIN_FILE is absent
+#                         (PREP_FORCE=1 re-converts). PREP_FIX=drop|truncate also runs data_prep.validate
+#                         with the model's tokenizer (MODEL_PATH must then be a local folder) to drop or cut
+#                         demonstrations longer than MAX_RESPONSE_LENGTH (srft_method.md pitfall 2).
+#   VAL_FILE              validation parquet (LUFFY's valid.parquet)
+#   PRESET                srft | grpo | luffy | sft_plus_rl | no_w_sft | no_w_rl | custom  (-> srft.preset)
+#   NNODES, GPUS_PER_NODE cluster size (-> trainer.nnodes, trainer.n_gpus_per_node); NNODES>1 joins the running
+#                         Ray cluster (+ray_kwargs.ray_init.address=auto, see the multi-node notes below)
+#   ROLLOUT_TP            vLLM tensor parallel size;  GPU_MEMORY_UTILIZATION: vLLM's share of GPU memory
+#   MAX_PROMPT_LENGTH, MAX_RESPONSE_LENGTH
+#   TOKENS_PER_GPU        dynamic-batch token budget of the actor update (ppo_max_token_len_per_gpu);
+#   LOGPROB_TOKENS_PER_GPU  same for the log-prob passes (default: TOKENS_PER_GPU)
+#   TRAIN_BATCH_SIZE, PPO_MINI_BATCH_SIZE (prompts), PPO_EPOCHS, N_ROLLOUTS, LR, ENTROPY_COEFF, TEMPERATURE
+#   TOTAL_STEPS, TEST_FREQ, SAVE_FREQ, LOGGER ('[console,tensorboard]'), PROJECT_NAME, EXPERIMENT_NAME,
+#   CKPT_DIR, TENSORBOARD_DIR, STRATEGY (fsdp2), THINK_FORMAT (true: LUFFY's <think> rule in the reward)
+#   PYTHON                interpreter (default: .venv/bin/python of the repository, else python)
+#   DRY_RUN               1: run `python -m recipe_srft.dry_run` with the same overrides instead of training
+#                         (no GPU, no Ray, no model or data needed); `overrides`: print the overrides, NUL-separated
+# Extra arguments of the script are appended as hydra overrides (they win over the script's values).
+#
+# Multi-node (NNODES>1): start Ray yourself before running the script on the head node:
+#   head:    ray start --head --port=6379
+#   workers: ray start --address=<head-ip>:6379
+# Install this package (`pip install -e .`) in the same Python environment on every node: verl imports its
+# `verl.plugins` entry point (recipe_srft.plugin) in every Ray process, which registers the SRFT trainer
+# and the srft_agent agent loop there (do not set VERL_USE_EXTERNAL_PLUGINS=none). Ray workers inherit the
+# environment of `ray start`, not of this shell: export what the workers need (HF_HOME, NCCL_*, ...) before
+# `ray start` on each node, or pass it as +ray_kwargs.ray_init.runtime_env.env_vars.NAME=value (verl merges
+# it into the runtime_env of every worker; this script does that for TENSORBOARD_DIR).
+
+SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl custom"
+
+_srft_die() { echo "$(basename "${0}"): $*" >&2; exit 2; }
+
+# absolute path: relative paths are relative to the directory the script was started from
+_srft_abs() {
+    case "$1" in
+        /*) printf '%s\n' "$1" ;;
+        "~"/*) printf '%s\n' "${HOME}/${1#\~/}" ;;
+        *) printf '%s\n' "${SRFT_CALLER_PWD}/$1" ;;
+    esac
+}
+
+_srft_is_int() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
+
+_srft_prepare_data() {
+    [ -n "${RAW_TRAIN_FILE:-}" ] || return 0
+    local raw unfiltered
+    raw="$(_srft_abs "${RAW_TRAIN_FILE}")"
+    if [ -e "${TRAIN_FILE}" ] && [ "${PREP_FORCE:-0}" != 1 ]; then
+        echo "data: ${TRAIN_FILE} exists, not re-converting ${raw} (PREP_FORCE=1 to redo)"
+        return 0
+    fi
+    unfiltered="${TRAIN_FILE}"
+    [ -n "${PREP_FIX:-}" ] && unfiltered="${TRAIN_FILE%.parquet}.unfiltered.parquet"
+    local convert=("${PYTHON}" -m data_prep.luffy --input "${raw}" --output "${unfiltered}" --template luffy_think)
+    local fix=("${PYTHON}" -m data_prep.validate "${unfiltered}" --tokenizer "${MODEL_PATH}"
+        --max-prompt-length "${MAX_PROMPT_LENGTH}" --max-response-length "${MAX_RESPONSE_LENGTH}"
+        --fix "${PREP_FIX:-drop}" --output "${TRAIN_FILE}")
+    if [ "${DRY_RUN:-0}" != 0 ]; then
+        echo "DRY RUN: would prepare the data: ${convert[*]}"
+        [ -n "${PREP_FIX:-}" ] && echo "DRY RUN: then: ${fix[*]}"
+        return 0
+    fi
+    echo "data: ${convert[*]}"
+    "${convert[@]}" || _srft_die "data_prep.luffy failed"
+    if [ -n "${PREP_FIX:-}" ]; then
+        [ -d "${MODEL_PATH}" ] || _srft_die "PREP_FIX needs a local tokenizer: MODEL_PATH=${MODEL_PATH} is not a folder"
+        echo "data: ${fix[*]}"
+        "${fix[@]}" || _srft_die "data_prep.validate --fix ${PREP_FIX} failed"
+    fi
+}
+
+srft_launch() {
+    SRFT_CALLER_PWD="${SRFT_CALLER_PWD:-$PWD}"
+    SRFT_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    cd "${SRFT_ROOT}" || exit 2
+    if [ -z "${PYTHON:-}" ]; then
+        if [ -x "${SRFT_ROOT}/.venv/bin/python" ]; then PYTHON="${SRFT_ROOT}/.venv/bin/python"; else PYTHON=python; fi
+    fi
+
+    case " ${SRFT_PRESETS} " in *" ${PRESET} "*) ;; *) _srft_die "PRESET=${PRESET} is not one of: ${SRFT_PRESETS}" ;; esac
+    local v
+    for v in NNODES GPUS_PER_NODE ROLLOUT_TP TRAIN_BATCH_SIZE PPO_MINI_BATCH_SIZE PPO_EPOCHS N_ROLLOUTS \
+        MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH TOKENS_PER_GPU TOTAL_STEPS; do
+        _srft_is_int "${!v}" || _srft_die "${v}=${!v} must be a non-negative integer"
+    done
+    : "${LOGPROB_TOKENS_PER_GPU:=${TOKENS_PER_GPU}}"
+    : "${EXPERIMENT_NAME:=${EXPERIMENT_PREFIX}_${PRESET}}"
+    : "${CKPT_DIR:=${SRFT_ROOT}/checkpoints/${PROJECT_NAME}/${EXPERIMENT_NAME}}"
+    : "${TENSORBOARD_DIR:=${SRFT_ROOT}/runs/tensorboard/${PROJECT_NAME}/${EXPERIMENT_NAME}}"
+
+    TRAIN_FILE="$(_srft_abs "${TRAIN_FILE}")"
+    VAL_FILE="$(_srft_abs "${VAL_FILE}")"
+    CKPT_DIR="$(_srft_abs "${CKPT_DIR}")"
+    TENSORBOARD_DIR="$(_srft_abs "${TENSORBOARD_DIR}")"
+    # a local model folder becomes absolute; anything else is a hub id
+    case "${MODEL_PATH}" in /*) ;; *) [ -e "${SRFT_CALLER_PWD}/${MODEL_PATH}" ] && MODEL_PATH="$(_srft_abs "${MODEL_PATH}")" ;; esac
+    export TENSORBOARD_DIR
+
+    local reward_py="${SRFT_ROOT}/recipe_srft/reward.py"
+    OVERRIDES=(
+        # model, data
+        "actor_rollout_ref.model.path=${MODEL_PATH}"
+        "data.train_files=${TRAIN_FILE}"
+        "data.val_files=${VAL_FILE}"
+        "data.train_batch_size=${TRAIN_BATCH_SIZE}"
+        "data.max_prompt_length=${MAX_PROMPT_LENGTH}"
+        "data.max_response_length=${MAX_RESPONSE_LENGTH}"
+        "data.filter_overlong_prompts=true"
+        "data.truncation=error"
+        # SRFT (the preset sets demos_per_prompt and the loss switches)
+        "srft.preset=${PRESET}"
+        "algorithm.adv_estimator=grpo"
+        "algorithm.use_kl_in_reward=false"
+        # actor: FSDP, lr constant, one PPO epoch, no KL, entropy bonus, dynamic batch size
+        "actor_rollout_ref.actor.strategy=${STRATEGY}"
+        "actor_rollout_ref.actor.optim.lr=${LR}"
+        "actor_rollout_ref.actor.optim.lr_scheduler_type=constant"
+        "actor_rollout_ref.actor.optim.lr_warmup_steps_ratio=0.0"
+        "actor_rollout_ref.actor.ppo_mini_batch_size=${PPO_MINI_BATCH_SIZE}"
+        "actor_rollout_ref.actor.ppo_epochs=${PPO_EPOCHS}"
+        "actor_rollout_ref.actor.use_kl_loss=false"
+        "actor_rollout_ref.actor.entropy_coeff=${ENTROPY_COEFF}"
+        "actor_rollout_ref.actor.use_dynamic_bsz=true"
+        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=${TOKENS_PER_GPU}"
+        "actor_rollout_ref.model.use_remove_padding=true"
+        "actor_rollout_ref.model.enable_gradient_checkpointing=true"
+        # rollout: vLLM
+        "actor_rollout_ref.rollout.name=vllm"
+        "actor_rollout_ref.rollout.n=${N_ROLLOUTS}"
+        "actor_rollout_ref.rollout.temperature=${TEMPERATURE}"
+        "actor_rollout_ref.rollout.tensor_model_parallel_size=${ROLLOUT_TP}"
+        "actor_rollout_ref.rollout.gpu_memory_utilization=${GPU_MEMORY_UTILIZATION}"
+        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true"
+        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=${LOGPROB_TOKENS_PER_GPU}"
+        # validation decoding: the paper's temperature 0.6, top-p 1.0 (one sample; the full avg@32 protocol
+        # is recipe_srft.eval / run_scripts/eval.sh)
+        "actor_rollout_ref.rollout.val_kwargs.do_sample=true"
+        "actor_rollout_ref.rollout.val_kwargs.temperature=0.6"
+        "actor_rollout_ref.rollout.val_kwargs.top_p=1.0"
+        "actor_rollout_ref.rollout.val_kwargs.n=1"
+        # reward: math-verify with LUFFY's think-format rule
+        "reward.custom_reward_function.path=${reward_py}"
+        "reward.custom_reward_function.name=compute_score"
+        "+reward.custom_reward_function.reward_kwargs.think_format=${THINK_FORMAT}"
+        # trainer
+        "trainer.total_training_steps=${TOTAL_STEPS}"
+        "trainer.test_freq=${TEST_FREQ}"
+        "trainer.save_freq=${SAVE_FREQ}"
+        "trainer.val_before_train=true"
+        "trainer.logger=${LOGGER}"
+        "trainer.project_name=${PROJECT_NAME}"
+        "trainer.experiment_name=${EXPERIMENT_NAME}"
+        "trainer.default_local_dir=${CKPT_DIR}"
+        "trainer.nnodes=${NNODES}"
+        "trainer.n_gpus_per_node=${GPUS_PER_NODE}"
+        "+ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=${TENSORBOARD_DIR}"
+    )
+    if [ "${NNODES}" -gt 1 ]; then
+        OVERRIDES+=("+ray_kwargs.ray_init.address=${RAY_ADDRESS:-auto}")
+    fi
+    OVERRIDES+=("$@")
+
+    if [ "${DRY_RUN:-0}" = overrides ]; then
+        printf '%s\0' "${OVERRIDES[@]}"
+        exit 0
+    fi
+
+    _srft_prepare_data
+
+    if [ "${DRY_RUN:-0}" != 0 ]; then
+        echo "DRY RUN: would run: ${PYTHON} -m recipe_srft.main_srft ${OVERRIDES[*]}"
+        exec "${PYTHON}" -m recipe_srft.dry_run "${OVERRIDES[@]}"
+    fi
+
+    [ -e "${TRAIN_FILE}" ] || _srft_die "TRAIN_FILE=${TRAIN_FILE} not found: set TRAIN_FILE, or RAW_TRAIN_FILE=<openr1.parquet> to convert it (python -m data_prep.luffy --input openr1.parquet --output ${TRAIN_FILE} --template luffy_think)"
+    [ -e "${VAL_FILE}" ] || _srft_die "VAL_FILE=${VAL_FILE} not found (LUFFY's valid.parquet; python -m data_prep.eval_sets --format luffy --input valid.parquet --output data/valid.parquet)"
+    mkdir -p "${CKPT_DIR}" "${TENSORBOARD_DIR}"
+    echo "run: ${PYTHON} -m recipe_srft.main_srft ${OVERRIDES[*]}"
+    exec "${PYTHON}" -m recipe_srft.main_srft "${OVERRIDES[@]}"
+}

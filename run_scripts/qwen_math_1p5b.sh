@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# SRFT on Qwen2.5-Math-1.5B with 4 GPUs: the main run's recipe (run_scripts/qwen_math.sh) scaled down.
+#
+# Differences from the 7B run, and why:
+#   * model Qwen/Qwen2.5-Math-1.5B: its config has max_position_embeddings 4096, so prompt + response must fit
+#     in 4096 positions (srft_method.md pitfall 4; vLLM would otherwise cap every response at the window).
+#     Chosen: MAX_PROMPT_LENGTH 1024 + MAX_RESPONSE_LENGTH 3072 = 4096. To train with 8192-token responses use a
+#     base with a longer window (MODEL_PATH=<long-context 1.5B> MAX_RESPONSE_LENGTH=8192); the dry run checks
+#     the sum against the model's config.json (or its known limit) and fails when it does not fit.
+#   * OpenR1 demonstrations are up to 8192 tokens: with 3072 most long ones would be truncated, score 0 and
+#     turn into negative examples (pitfall 2). Drop them at data-prep time: PREP_FIX=drop with a local
+#     MODEL_PATH runs `python -m data_prep.validate <converted> --tokenizer $MODEL_PATH --max-prompt-length 1024
+#     --max-response-length 3072 --fix drop --output $TRAIN_FILE` after the conversion.
+#   * the base model's chat template does not open "<think>": the LUFFY system prompt asks for
+#     <think> ... </think> and the reward (THINK_FORMAT=true) requires "</think>" (pitfall 3). Set
+#     THINK_FORMAT=false together with a "boxed" data template if you do not want that rule.
+#   * 4 GPUs, vLLM TP 1 (4 rollout replicas), 16384 tokens per GPU for the dynamic batches.
+#   Batch sizes stay the paper's (128 prompts, mini-batch 64, 8 rollouts + the preset's demos).
+#
+# Usage: as run_scripts/qwen_math.sh, e.g.
+#   RAW_TRAIN_FILE=/data/luffy/openr1.parquet MODEL_PATH=/models/Qwen2.5-Math-1.5B PREP_FIX=drop \
+#       bash run_scripts/qwen_math_1p5b.sh
+#   DRY_RUN=1 PRESET=luffy bash run_scripts/qwen_math_1p5b.sh
+# Environment: see run_scripts/qwen_math.sh and run_scripts/_common.sh (same variables, defaults below).
+set -euo pipefail
+SRFT_CALLER_PWD="$PWD"
+_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+: "${MODEL_PATH:=Qwen/Qwen2.5-Math-1.5B}"
+: "${TRAIN_FILE:=${_root}/data/openr1_46k_1p5b_3072.parquet}"
+if [ -z "${VAL_FILE:-}" ]; then
+    if [ -e "${_root}/../shared/data/luffy_eval/valid.parquet" ]; then
+        VAL_FILE="$(cd "${_root}/.." && pwd)/shared/data/luffy_eval/valid.parquet"
+    else
+        VAL_FILE="${_root}/data/valid.parquet"
+    fi
+fi
+: "${PRESET:=srft}"
+: "${NNODES:=1}"
+: "${GPUS_PER_NODE:=4}"
+: "${ROLLOUT_TP:=1}"
+: "${GPU_MEMORY_UTILIZATION:=0.6}"
+: "${MAX_PROMPT_LENGTH:=1024}"
+: "${MAX_RESPONSE_LENGTH:=3072}"
+: "${TOKENS_PER_GPU:=16384}"
+: "${TRAIN_BATCH_SIZE:=128}"
+: "${PPO_MINI_BATCH_SIZE:=64}"
+: "${PPO_EPOCHS:=1}"
+: "${N_ROLLOUTS:=8}"
+: "${TEMPERATURE:=1.0}"
+: "${LR:=1e-6}"
+: "${ENTROPY_COEFF:=0.001}"
+: "${TOTAL_STEPS:=500}"
+: "${TEST_FREQ:=25}"
+: "${SAVE_FREQ:=50}"
+: "${LOGGER:=[console,tensorboard]}"
+: "${PROJECT_NAME:=srft}"
+: "${EXPERIMENT_PREFIX:=qwen2.5-math-1.5b}"
+: "${STRATEGY:=fsdp2}"
+: "${THINK_FORMAT:=true}"
+
+# shellcheck source=run_scripts/_common.sh
+source "${_root}/run_scripts/_common.sh"
+srft_launch "$@"

@@ -1,0 +1,258 @@
+"""run_scripts/qwen_math*.sh in DRY_RUN mode: the full verl config composes, resolves and validates for every
+preset, and bad settings fail before anything is launched (no GPU, no Ray, no model or data files).
+
+The real ``bash`` invocations (one per script at least) run concurrently in a module fixture; the preset
+matrix calls :func:`recipe_srft.dry_run.dry_run` in this process with the exact overrides the scripts
+build (``DRY_RUN=overrides`` prints them), so the file stays well under a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = {"qwen_math.sh": "7b", "qwen_math_1p5b.sh": "1p5b"}
+PRESETS = ["srft", "grpo", "luffy", "sft_plus_rl", "no_w_sft", "no_w_rl"]
+#: every variable the scripts read: scrubbed so that a developer's shell cannot change the tests
+SCRIPT_VARS = (
+    "MODEL_PATH TRAIN_FILE RAW_TRAIN_FILE PREP_FIX PREP_FORCE VAL_FILE PRESET NNODES GPUS_PER_NODE ROLLOUT_TP "
+    "GPU_MEMORY_UTILIZATION MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH TOKENS_PER_GPU LOGPROB_TOKENS_PER_GPU "
+    "TRAIN_BATCH_SIZE PPO_MINI_BATCH_SIZE PPO_EPOCHS N_ROLLOUTS TEMPERATURE LR ENTROPY_COEFF TOTAL_STEPS TEST_FREQ "
+    "SAVE_FREQ LOGGER PROJECT_NAME EXPERIMENT_PREFIX EXPERIMENT_NAME CKPT_DIR TENSORBOARD_DIR STRATEGY THINK_FORMAT "
+    "PYTHON DRY_RUN RAY_ADDRESS"
+).split()
+
+
+def _env(tmp: Path, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in SCRIPT_VARS}
+    env.update(
+        MODEL_PATH=str(tmp / "no_such_model"),           # placeholders: nothing may need them to exist
+        TRAIN_FILE=str(tmp / "no_such_train.parquet"),
+        VAL_FILE=str(tmp / "no_such_valid.parquet"),
+        CKPT_DIR=str(tmp / "ckpt"),
+        TENSORBOARD_DIR=str(tmp / "tb"),
+        PYTHON=sys.executable,
+        CUDA_VISIBLE_DEVICES="",
+        DRY_RUN="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def _popen(script: str, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(["bash", str(REPO / "run_scripts" / script), *args], cwd=str(REPO),
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def script_overrides(script: str, tmp: Path, *args: str, **env) -> list[str]:
+    """The hydra overrides ``script`` passes to main_srft / dry_run (bash only, no Python)."""
+    out = subprocess.run(["bash", str(REPO / "run_scripts" / script), *args],
+                         env=_env(tmp, **dict(env, DRY_RUN="overrides")), capture_output=True, check=True)
+    return [item.decode() for item in out.stdout.split(b"\0") if item]
+
+
+# ------------------------------------------------------------------------------------------ real bash runs
+@pytest.fixture(scope="module")
+def bash_runs(tmp_path_factory):
+    """Real ``DRY_RUN=1 bash run_scripts/...`` invocations, started together; name -> (rc, output)."""
+    tmp = tmp_path_factory.mktemp("dry_run")
+    raw = tmp / "openr1.parquet"
+    procs = {
+        # the published 4 x 8 GPU layout; a raw file to convert (printed, not run, in a dry run)
+        "7b_multinode": _popen("qwen_math.sh", _env(tmp, NNODES=4, RAW_TRAIN_FILE=raw)),
+        "1p5b": _popen("qwen_math_1p5b.sh", _env(tmp, PRESET="no_w_rl")),
+        "unknown_key": _popen("qwen_math.sh", _env(tmp), "actor_rollout_ref.actor.ppo_mini_batch=64"),
+    }
+    results = {}
+    for name, proc in procs.items():
+        try:
+            out, _ = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        results[name] = (proc.returncode, out)
+    results["tmp"] = tmp
+    return results
+
+
+def test_bash_dry_run_7b_multinode(bash_runs):
+    rc, out = bash_runs["7b_multinode"]
+    assert rc == 0, out
+    assert "SRFT dry run: OK" in out
+    assert "verl validate_config: passed" in out
+    assert "n=8 rollouts + m=1 demos = 9 trajectories per prompt" in out
+    assert "128 prompts -> 1152 trajectories per step" in out
+    assert "-> 2 optimizer steps per rollout batch" in out
+    assert "4 node(s) x 8 = 32; rollout vllm TP 2 -> 16 replicas" in out
+    assert "'address': 'auto'" in out
+    assert "actor_rollout_ref.actor -> FSDPActorConfig" in out
+    assert "actor_rollout_ref.rollout -> RolloutConfig" in out
+    assert "algorithm -> AlgoConfig" in out
+    assert "reward_kwargs {'think_format': True} accepted" in out
+    # the launch command is shown, the raw data would be converted, and nothing was written
+    assert "would run: " in out and "-m recipe_srft.main_srft" in out
+    assert "would prepare the data: " in out and "-m data_prep.luffy" in out and "--template luffy_think" in out
+    assert not (bash_runs["tmp"] / "no_such_train.parquet").exists()
+
+
+def test_bash_dry_run_1p5b(bash_runs):
+    rc, out = bash_runs["1p5b"]
+    assert rc == 0, out
+    assert "preset            no_w_rl" in out
+    assert "1 node(s) x 4 = 4; rollout vllm TP 1 -> 4 replicas" in out
+    assert "up to 4096 tokens" in out
+    assert "ray.init" in out and "'address'" not in out
+
+
+def test_bash_unknown_verl_key_fails(bash_runs):
+    rc, out = bash_runs["unknown_key"]
+    assert rc != 0, out
+    assert "SRFT dry run: FAILED" in out
+    assert "ppo_mini_batch" in out and "does not exist in verl" in out
+
+
+def test_bad_preset_rejected_by_the_script(tmp_path):
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math.sh")], env=_env(tmp_path, PRESET="srtf"),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "PRESET=srtf is not one of" in proc.stderr
+
+
+def test_overrides_mode_lists_the_paper_settings(tmp_path):
+    ov = script_overrides("qwen_math.sh", tmp_path, "trainer.total_training_steps=3", PRESET="luffy")
+    for item in ["srft.preset=luffy", "data.train_batch_size=128", "actor_rollout_ref.actor.ppo_mini_batch_size=64",
+                 "actor_rollout_ref.actor.ppo_epochs=1", "actor_rollout_ref.actor.optim.lr=1e-6",
+                 "actor_rollout_ref.actor.optim.lr_scheduler_type=constant", "actor_rollout_ref.rollout.n=8",
+                 "actor_rollout_ref.rollout.temperature=1.0", "data.max_prompt_length=1024",
+                 "data.max_response_length=8192", "actor_rollout_ref.actor.use_kl_loss=false",
+                 "algorithm.use_kl_in_reward=false", "actor_rollout_ref.actor.entropy_coeff=0.001",
+                 "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.tensor_model_parallel_size=2",
+                 "actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768",
+                 "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=32768",
+                 f"reward.custom_reward_function.path={REPO}/recipe_srft/reward.py",
+                 "reward.custom_reward_function.name=compute_score",
+                 "+reward.custom_reward_function.reward_kwargs.think_format=true",
+                 "trainer.test_freq=25", "trainer.save_freq=50", "trainer.total_training_steps=500",
+                 "trainer.logger=[console,tensorboard]", "trainer.nnodes=1", "trainer.n_gpus_per_node=8",
+                 "trainer.experiment_name=qwen2.5-math-7b-16k_luffy"]:
+        assert item in ov, item
+    assert ov[-1] == "trainer.total_training_steps=3"  # extra arguments come last and win
+    assert not any(o.startswith("+ray_kwargs.ray_init.address") for o in ov)
+    multi = script_overrides("qwen_math.sh", tmp_path, NNODES=2, LOGGER="console")
+    assert "+ray_kwargs.ray_init.address=auto" in multi and "trainer.logger=console" in multi
+
+
+# ------------------------------------------------------------------------------------------ in-process matrix
+@pytest.fixture(scope="module")
+def dry_run_mod():
+    from recipe_srft import dry_run
+
+    return dry_run
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_preset_dry_runs(dry_run_mod, tmp_path, script, preset):
+    summary = dry_run_mod.dry_run(script_overrides(script, tmp_path, PRESET=preset))
+    m = 0 if preset == "grpo" else 1
+    assert summary["preset"] == preset
+    assert summary["srft"]["demos_per_prompt"] == m
+    assert summary["group_size"] == 8 + m
+    assert summary["trajectories_per_step"] == 128 * (8 + m)
+    assert summary["optimizer_steps_per_rollout_batch"] == 2
+    assert summary["verl_validate_config"] == "passed"
+    assert summary["experiment_name"].endswith(f"_{preset}")
+    assert summary["total_training_steps"] == 500 and summary["test_freq"] == 25 and summary["save_freq"] == 50
+    if SCRIPTS[script] == "7b":
+        assert (summary["total_gpus"], summary["rollout_tp"], summary["max_sequence_length"]) == (8, 2, 9216)
+        assert set(summary["token_budgets"].values()) == {32768}
+    else:
+        assert (summary["total_gpus"], summary["rollout_tp"], summary["max_sequence_length"]) == (4, 1, 4096)
+        assert set(summary["token_budgets"].values()) == {16384}
+
+
+def _fails(dry_run_mod, overrides, capsys, *expected):
+    assert dry_run_mod.main(overrides) == 1
+    err = capsys.readouterr().err
+    assert "SRFT dry run: FAILED" in err
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+def test_preset_conflict_fails(dry_run_mod, tmp_path, capsys):
+    ov = script_overrides("qwen_math.sh", tmp_path, "srft.demos_per_prompt=1", PRESET="grpo")
+    _fails(dry_run_mod, ov, capsys, "srft.demos_per_prompt=1 contradicts srft.preset=grpo")
+
+
+def test_bad_batch_arithmetic_fails(dry_run_mod, tmp_path, capsys):
+    ov = script_overrides("qwen_math.sh", tmp_path, "data.train_batch_size=100",
+                          "actor_rollout_ref.actor.ppo_mini_batch_size=64")
+    _fails(dry_run_mod, ov, capsys, "data.train_batch_size=100 is not a multiple of")
+
+
+def test_unknown_key_fails_in_process(dry_run_mod, tmp_path, capsys):
+    ov = script_overrides("qwen_math_1p5b.sh", tmp_path, "actor_rollout_ref.rollout.tensor_parallel_size=2")
+    _fails(dry_run_mod, ov, capsys, "tensor_parallel_size", "does not exist in verl")
+
+
+@pytest.mark.parametrize(
+    "env, args, expected",
+    [
+        # 6 GPUs cannot hold TP-4 vLLM replicas
+        ({"GPUS_PER_NODE": 6, "ROLLOUT_TP": 4}, (), "not divisible by the rollout's model-parallel size 4"),
+        # 24 GPUs: a mini-batch of 32 prompts x group 8 = 256 trajectories does not split over 24 ranks
+        ({"NNODES": 3, "PPO_MINI_BATCH_SIZE": 32, "TRAIN_BATCH_SIZE": 96}, ("actor_rollout_ref.rollout.n=7",),
+         "does not split evenly over the actor's 24 data-parallel ranks"),
+        # the dynamic-batch budget must hold one prompt + response
+        ({"TOKENS_PER_GPU": 8192}, (), "ppo_max_token_len_per_gpu=8192"),
+        # pitfall 4: the 4k-position base cannot take 8192-token responses
+        ({"MODEL_PATH": "Qwen/Qwen2.5-Math-7B"}, (), "exceeds the model's 4096 positions"),
+        # mandatory value left unset in verl's config
+        ({}, ("actor_rollout_ref.rollout.name=???",), "actor_rollout_ref.rollout.name: set it"),
+        # a wrong type is caught by verl's dataclasses / hydra
+        ({}, ("actor_rollout_ref.actor.ppo_epochs=two",), "ppo_epochs"),
+    ],
+)
+def test_other_bad_settings_fail(dry_run_mod, tmp_path, capsys, env, args, expected):
+    _fails(dry_run_mod, script_overrides("qwen_math.sh", tmp_path, *args, **env), capsys, expected)
+
+
+def test_local_model_position_limit(dry_run_mod, tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text('{"max_position_embeddings": 4096}')
+    ok = dry_run_mod.dry_run(script_overrides("qwen_math_1p5b.sh", tmp_path, MODEL_PATH=model))
+    assert ok["model_positions"].startswith("4096 (max_position_embeddings of")
+    _fails(dry_run_mod, script_overrides("qwen_math_1p5b.sh", tmp_path, MODEL_PATH=model, MAX_RESPONSE_LENGTH=4096),
+           capsys, "exceeds the model's 4096 positions")
+
+
+# ------------------------------------------------------------------------------------------ shell helpers
+def test_raw_train_file_is_converted_once(tmp_path):
+    """RAW_TRAIN_FILE -> python -m data_prep.luffy --template luffy_think, skipped when TRAIN_FILE exists."""
+    raw = REPO / "tests" / "fixtures" / "data_prep" / "luffy_train.jsonl"
+    train = tmp_path / "train.parquet"
+    script = (f'set -euo pipefail; source "{REPO}/run_scripts/_common.sh"; SRFT_CALLER_PWD="$PWD"; '
+              f'PYTHON="{sys.executable}"; cd "{REPO}"; _srft_prepare_data; _srft_prepare_data')
+    env = _env(tmp_path, RAW_TRAIN_FILE=raw, TRAIN_FILE=train, DRY_RUN=0, MAX_PROMPT_LENGTH=1024,
+               MAX_RESPONSE_LENGTH=8192)
+    proc = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--template luffy_think" in proc.stdout and "exists, not re-converting" in proc.stdout
+
+    import pandas as pd
+
+    df = pd.read_parquet(train)
+    assert len(df) == 3 and "target" in df.columns
+    assert {row["template"] for row in df["extra_info"]} == {"luffy_think"}
+
+
+def test_real_launch_refuses_missing_data(tmp_path):
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math_1p5b.sh")], env=_env(tmp_path, DRY_RUN=0),
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "TRAIN_FILE=" in proc.stderr and "not found" in proc.stderr
