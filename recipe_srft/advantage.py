@@ -4,7 +4,7 @@
 Switches: ``norm_by_std`` (divide by the group std or not) and ``demos_in_stats`` (demonstrations
 enter the group mean/std, or the statistics come from the rollouts only while demonstrations still
 receive ``(r_demo - mean) / (std + eps)``); ``demo_rl=False`` gives demonstrations advantage 0 (no
-off-policy RL term). The std is the unbiased one, as in verl's ``compute_grpo_outcome_advantage``;
+off-policy RL term) and ``rollout_rl=False`` gives rollouts advantage 0 (no on-policy RL term). The std is the unbiased one, as in verl's ``compute_grpo_outcome_advantage``;
 a statistics set of one trajectory has mean 0 and std 1, again as in verl.
 """
 
@@ -23,6 +23,7 @@ def grpo_advantage_with_demos(
     norm_by_std: bool = True,
     demos_in_stats: bool = True,
     demo_rl: bool = True,
+    rollout_rl: bool = True,
     epsilon: float = 1e-6,
 ) -> torch.Tensor:
     """Per-trajectory advantages ``[B]``.
@@ -57,4 +58,6 @@ def grpo_advantage_with_demos(
         adv[idx_t] = group_adv
     if not demo_rl:
         adv = torch.where(is_demo, torch.zeros_like(adv), adv)
+    if not rollout_rl:  # SFT-only baseline: rollouts are generated (same budget) but carry no RL signal
+        adv = torch.where(is_demo, adv, torch.zeros_like(adv))
     return adv.to(torch.float32)

@@ -15,6 +15,7 @@ Presets (the paper's comparisons, Tables 2-3):
 ``sft_plus_rl`` single-stage SFT + GRPO: unweighted SFT on demos (w = 1), GRPO on rollouts; demos take no
               RL term and stay out of the group statistics
 ``no_w_sft``  SRFT with a constant SFT weight 1.0 (Table 3, "w/o w_sft")
+``sft_only``  SFT on the demonstrations only (w = 1, no RL term; rollouts still generated, same budget)
 ``no_w_rl``   SRFT with a constant positive weight 1.0 (Table 3, "w/o w_rl")
 ``custom``    no constraint: every switch as given, defaults of ``srft``
 ============  =====================================================================================
@@ -34,6 +35,7 @@ _SRFT = dict(
     norm_adv_by_std=True,
     demos_in_group_stats=True,
     demo_rl=True,
+    rollout_rl=True,
     use_sft=True,
     sft_weighting="entropy",
     sft_coef=0.5,
@@ -50,6 +52,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sft_plus_rl": dict(_SRFT, sft_weighting="constant", sft_coef=1.0, pos_weighting="constant", pos_coef=1.0,
                         demos_in_group_stats=False, demo_rl=False),
     "no_w_sft": dict(_SRFT, sft_weighting="constant", sft_coef=1.0),
+    "sft_only": dict(_SRFT, sft_weighting="constant", sft_coef=1.0, demo_rl=False, rollout_rl=False,
+                     demos_in_group_stats=False),
     "no_w_rl": dict(_SRFT, pos_weighting="constant", pos_coef=1.0),
     "custom": {},
 }
@@ -72,6 +76,8 @@ class SRFTConfig:
     demos_in_group_stats: bool = True
     #: Demonstrations receive the off-policy RL term (Eq. 9-10); False gives them advantage 0 (SFT only).
     demo_rl: bool = True
+    #: Rollouts receive the on-policy RL term (Eq. 11-12); False gives them advantage 0 (SFT-only baseline).
+    rollout_rl: bool = True
     #: Columns holding the demonstration(s), first found wins: LUFFY's ``target`` chat list or a ``demo`` string.
     demo_fields: tuple = ("target", "demo")
     #: Seconds between polls of verl's replay buffer (verl's default of 2 s dominates small runs).
@@ -92,7 +98,7 @@ class SRFTConfig:
 
 
 _LOSS_FIELDS = {f.name for f in fields(SRFTLossConfig)}
-_TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats", "demo_rl",
+_TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats", "demo_rl", "rollout_rl",
                "demo_fields", "replay_poll_interval_s"}
 #: Loss fields that are taken from verl's actor config, never from ``srft:``.
 _FROM_ACTOR = {"clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff"}

@@ -180,6 +180,7 @@ class SRFTTrainer(PPOTrainerSync):
             norm_by_std=self.srft.norm_adv_by_std,
             demos_in_stats=self.srft.demos_in_group_stats,
             demo_rl=self.srft.demo_rl,
+            rollout_rl=self.srft.rollout_rl,
         )
         mask = padded["response_mask"].float()
         advantages = adv[:, None] * mask

@@ -31,6 +31,7 @@ def test_srft_preset_is_the_paper_default():
                          demo_rl=False, demos_in_group_stats=False)),
     ("no_w_sft", dict(sft_weighting="constant", sft_coef=1.0, pos_weighting="entropy", pos_coef=0.1)),
     ("no_w_rl", dict(pos_weighting="constant", pos_coef=1.0, sft_weighting="entropy", sft_coef=0.5)),
+    ("sft_only", dict(use_sft=True, sft_weighting="constant", sft_coef=1.0, demo_rl=False, rollout_rl=False)),
 ])
 def test_presets(preset, expected):
     cfg = resolve_srft_config({"preset": preset})
@@ -90,7 +91,7 @@ def test_every_preset_resolves():
 
 
 # ---------------------------------------------------------------- advantage (Eq. 7), against a naive version
-def naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_rl, eps=1e-6):
+def naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_rl, rollout_rl=True, eps=1e-6):
     out = [0.0] * len(scores)
     for g in set(gid for gid, v in zip(groups, valid) if v):
         idx = [i for i in range(len(scores)) if groups[i] == g and valid[i]]
@@ -102,19 +103,21 @@ def naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_r
         for i in idx:
             a = scores[i] - mean
             out[i] = a / (std + eps) if norm else a
-    return [0.0 if (is_demo[i] and not demo_rl) else a for i, a in enumerate(out)]
+    return [0.0 if (is_demo[i] and not demo_rl) or (not is_demo[i] and not rollout_rl) else a
+            for i, a in enumerate(out)]
 
 
-@pytest.mark.parametrize("norm,demos_in_stats,demo_rl", list(itertools.product([True, False], repeat=3)))
-def test_advantage_matches_naive(norm, demos_in_stats, demo_rl):
+@pytest.mark.parametrize("norm,demos_in_stats,demo_rl,rollout_rl", list(itertools.product([True, False], repeat=4)))
+def test_advantage_matches_naive(norm, demos_in_stats, demo_rl, rollout_rl):
     gen = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 2, (14,), generator=gen).float().tolist()
     groups = ["a"] * 5 + ["b"] * 5 + ["c"] * 3 + ["d"]
     is_demo = [False] * 4 + [True] + [False] * 4 + [True] + [False] * 3 + [True]
     valid = [True] * 13 + [False]
-    expected = naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_rl)
+    expected = naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_rl, rollout_rl)
     got = grpo_advantage_with_demos(torch.tensor(scores), groups, torch.tensor(is_demo), torch.tensor(valid),
-                                    norm_by_std=norm, demos_in_stats=demos_in_stats, demo_rl=demo_rl)
+                                    norm_by_std=norm, demos_in_stats=demos_in_stats, demo_rl=demo_rl,
+                                    rollout_rl=rollout_rl)
     assert torch.allclose(got, torch.tensor(expected, dtype=torch.float32), atol=1e-6)
 
 
