@@ -186,3 +186,23 @@ def test_weight_update_reaches_generation(tiny_model_dir, tiny_tokenizer):
     assert torch.allclose(torch.tensor(out.log_probs), ref, atol=1e-6, rtol=0)
     with pytest.raises(KeyError):
         server.load_weights({"not.a.weight": torch.zeros(1)})
+
+
+def test_weight_update_with_tied_embeddings(tmp_path, tiny_tokenizer):
+    """SmolLM2 ties lm_head to the embeddings; the actor sends both names and both must land."""
+    from transformers import AutoModelForCausalLM
+
+    from recipe_srft.cpu.tiny_model import build_tiny_model
+
+    model_dir = build_tiny_model(tmp_path / "tied", seed=1)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.config.tie_word_embeddings = True
+    model.tie_weights()
+    model.save_pretrained(model_dir)
+    server = _server(model_dir)
+    state = {k: v.clone() + 0.01 for k, v in server.model.state_dict().items()}
+    assert "lm_head.weight" in state and "model.embed_tokens.weight" in state
+    server.load_weights(state)
+    emb = server.model.get_input_embeddings().weight
+    assert server.model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
+    assert torch.equal(emb, state["model.embed_tokens.weight"])

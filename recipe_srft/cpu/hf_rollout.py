@@ -249,7 +249,9 @@ class HFRolloutServer:
     # ---- weights --------------------------------------------------------------------------------
     def load_weights(self, state_dict: dict[str, torch.Tensor]) -> int:
         """Copies trained weights into the generation model; returns the number of tensors loaded."""
-        params = dict(self.model.named_parameters())
+        # state_dict names every alias of a tied weight (lm_head.weight and embed_tokens.weight); named_parameters
+        # would list the shared tensor once, and the trainer sends both names.
+        params = dict(self.model.state_dict(keep_vars=True))
         params.update(dict(self.model.named_buffers()))
         unknown = [k for k in state_dict if k not in params]
         if unknown:
