@@ -35,7 +35,7 @@
 # `ray start` on each node, or pass it as +ray_kwargs.ray_init.runtime_env.env_vars.NAME=value (verl merges
 # it into the runtime_env of every worker; this script does that for TENSORBOARD_DIR).
 
-SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl custom"
+SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl sft_only custom"
 
 _srft_die() { echo "$(basename "${0}"): $*" >&2; exit 2; }
 
@@ -98,6 +98,13 @@ srft_launch() {
     : "${TENSORBOARD_DIR:=${SRFT_ROOT}/runs/tensorboard/${PROJECT_NAME}/${EXPERIMENT_NAME}}"
 
     TRAIN_FILE="$(_srft_abs "${TRAIN_FILE}")"
+    if [ -z "${VAL_FILE:-}" ]; then  # LUFFY's evaluation file from ../shared when present, else data/
+        if [ -e "${SRFT_ROOT}/../shared/data/luffy_eval/valid.parquet" ]; then
+            VAL_FILE="$(cd "${SRFT_ROOT}/.." && pwd)/shared/data/luffy_eval/valid.parquet"
+        else
+            VAL_FILE="${SRFT_ROOT}/data/valid.parquet"
+        fi
+    fi
     VAL_FILE="$(_srft_abs "${VAL_FILE}")"
     CKPT_DIR="$(_srft_abs "${CKPT_DIR}")"
     TENSORBOARD_DIR="$(_srft_abs "${TENSORBOARD_DIR}")"

@@ -34,13 +34,6 @@ _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 : "${MODEL_PATH:=Elliott/Qwen2.5-Math-7B-16k-think}"
 : "${TRAIN_FILE:=${_root}/data/openr1_46k_8192.parquet}"
-if [ -z "${VAL_FILE:-}" ]; then
-    if [ -e "${_root}/../shared/data/luffy_eval/valid.parquet" ]; then
-        VAL_FILE="$(cd "${_root}/.." && pwd)/shared/data/luffy_eval/valid.parquet"
-    else
-        VAL_FILE="${_root}/data/valid.parquet"
-    fi
-fi
 : "${PRESET:=srft}"
 : "${NNODES:=1}"
 : "${GPUS_PER_NODE:=8}"

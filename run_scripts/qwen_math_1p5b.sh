@@ -28,13 +28,6 @@ _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 : "${MODEL_PATH:=Qwen/Qwen2.5-Math-1.5B}"
 : "${TRAIN_FILE:=${_root}/data/openr1_46k_1p5b_3072.parquet}"
-if [ -z "${VAL_FILE:-}" ]; then
-    if [ -e "${_root}/../shared/data/luffy_eval/valid.parquet" ]; then
-        VAL_FILE="$(cd "${_root}/.." && pwd)/shared/data/luffy_eval/valid.parquet"
-    else
-        VAL_FILE="${_root}/data/valid.parquet"
-    fi
-fi
 : "${PRESET:=srft}"
 : "${NNODES:=1}"
 : "${GPUS_PER_NODE:=4}"

@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"qwen_math.sh": "7b", "qwen_math_1p5b.sh": "1p5b"}
-PRESETS = ["srft", "grpo", "luffy", "sft_plus_rl", "no_w_sft", "no_w_rl"]
+PRESETS = ["srft", "grpo", "luffy", "sft_plus_rl", "no_w_sft", "no_w_rl", "sft_only"]
 #: every variable the scripts read: scrubbed so that a developer's shell cannot change the tests
 SCRIPT_VARS = (
     "MODEL_PATH TRAIN_FILE RAW_TRAIN_FILE PREP_FIX PREP_FORCE VAL_FILE PRESET NNODES GPUS_PER_NODE ROLLOUT_TP "
