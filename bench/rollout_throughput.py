@@ -1,10 +1,14 @@
 """Throughput of the HF rollout server vs one in-process batched ``generate``, measured in one run.
 
-    python bench/rollout_throughput.py [--requests 16 --new-tokens 64 --hidden 256 --layers 4 --ray]
+    python bench/rollout_throughput.py [--requests 16 --new-tokens 64 --hidden 256 --layers 4 --threads 2]
 
-Both sides decode the same prompts greedily with the same model; the server receives the
-requests concurrently (as verl's agent loop sends them) and must batch them itself.
-Prints tokens/s of each and their ratio (goal: ratio >= 0.7).
+Both sides decode the same prompts greedily with the same model and the same number of torch threads;
+the server runs as a Ray actor (as in training) and receives the requests concurrently (as verl's agent
+loop sends them), so it must batch them itself. Prints tokens/s of each and their ratio (goal >= 0.7).
+
+``--in-process`` serves from an asyncio loop in this process instead. It reads low (about 0.6 on 2
+cores), most likely not because of the server: its batches run on an ``asyncio.to_thread`` worker, a
+second OpenMP thread team in a process whose main team has just run the reference and still spins.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--ray", action="store_true", help="serve through a Ray actor (the real deployment path)")
+    p.add_argument("--in-process", dest="ray", action="store_false",
+                   help="serve from an asyncio loop in this process instead of a Ray actor (see above)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads(),
+                   help="torch intra-op threads on both sides (Ray sets OMP_NUM_THREADS=1 in actors: without "
+                        "pinning both sides the comparison measures thread counts, not batching)")
     args = p.parse_args(argv)
 
     from verl.workers.config import HFModelConfig, RolloutConfig
@@ -74,9 +82,13 @@ def main(argv=None):
                                                               request_id=str(i)) for i, pr in enumerate(prompts)])
             return sum(len(o.token_ids) for o in asyncio.run(go()))
 
+    torch.set_num_threads(args.threads)
     if args.ray:
         ray.get(server.__ray_call__.remote(lambda self: setattr(self, "eos_token_ids", eos)))
-    torch.set_num_threads(max(1, torch.get_num_threads()))
+        ray.get(server.__ray_call__.remote(lambda self: torch.set_num_threads(args.threads)))
+        server_threads = ray.get(server.__ray_call__.remote(lambda self: torch.get_num_threads()))
+    else:
+        server_threads = torch.get_num_threads()
     reference(), served()  # warm-up
     ref_tps, srv_tps = [], []
     for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
@@ -84,7 +96,8 @@ def main(argv=None):
         t0 = time.perf_counter(); n_srv = served(); srv_tps.append(n_srv / (time.perf_counter() - t0))
     ref, srv = statistics.median(ref_tps), statistics.median(srv_tps)
     print(f"model: hidden={args.hidden} layers={args.layers}; {args.requests} requests x {args.new_tokens} new tokens;"
-          f" server via {'Ray actor' if args.ray else 'in-process asyncio'}")
+          f" server via {'Ray actor' if args.ray else 'in-process asyncio'};"
+          f" torch threads: in-process {torch.get_num_threads()}, server {server_threads}")
     print(f"in-process batched generate: {ref:9.1f} tokens/s")
     print(f"HF rollout server          : {srv:9.1f} tokens/s")
     print(f"ratio server/in-process    : {srv / ref:.3f}   (goal >= 0.7)")

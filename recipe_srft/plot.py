@@ -16,7 +16,8 @@ collected from every source found there, merged by step:
 Where two sources give the same metric at the same step, metrics.jsonl wins over the console log,
 which wins over tensorboard (which stores float32).
 
-Default panels: reward (``critic/score/mean``), response length (``response_length/mean``), policy
+Default panels: reward (``critic/score/mean``; for SRFT runs it includes the demonstrations), the
+rollouts' own solve rate (``srft/onpolicy_solve_rate``, when logged), response length (``response_length/mean``), policy
 entropy (``actor/entropy``), the SRFT weights (``actor/srft/w_sft_mean`` and ``actor/srft/w_rl_mean``),
 and validation accuracy (``val-core/*/acc/mean@*``) when any run logged it. ``--metrics`` replaces them:
 one panel per argument; an argument may be a glob (``val-core/*/acc/mean@*``) and may join several
@@ -73,6 +74,8 @@ class Panel:
 
 DEFAULT_PANELS: tuple[Panel, ...] = (
     Panel("Reward", ("critic/score/mean",), "mean score"),
+    # critic/score/mean of an SRFT run counts the demonstrations (they score 1); this is the rollouts' own rate
+    Panel("On-policy solve rate", ("srft/onpolicy_solve_rate",), "fraction solved", optional=True),
     Panel("Response length", ("response_length/mean",), "tokens"),
     Panel("Policy entropy", ("actor/entropy",), "entropy (nats)"),
     Panel("SRFT weights", ("actor/srft/w_sft_mean", "actor/srft/w_rl_mean"), "weight"),

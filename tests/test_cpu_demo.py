@@ -35,3 +35,17 @@ def test_cpu_demo_shows_a_gain(tmp_path):
     assert summary["diff_ci95"][1] > 0
     assert (out / "summary.md").read_text().count("|") > 10
     assert (out / "train" / "ckpt" / "global_step_8" / "actor" / "huggingface" / "config.json").exists()
+
+
+def test_compare_reuses_only_a_finished_run_with_the_same_overrides(tmp_path):
+    """An interrupted comparison resumes: a preset is skipped only if it finished with identical overrides."""
+    from recipe_srft.cpu.compare import RUN_STAMP, finished_run
+
+    overrides = ["+runtime=cpu", "srft.preset=grpo", "trainer.total_training_steps=3"]
+    assert not finished_run(tmp_path, 3, overrides)                    # nothing there
+    (tmp_path / "ckpt" / "global_step_3").mkdir(parents=True)
+    assert not finished_run(tmp_path, 3, overrides)                    # checkpoint of a run that never stamped
+    (tmp_path / RUN_STAMP).write_text(json.dumps(overrides))
+    assert finished_run(tmp_path, 3, overrides)
+    assert not finished_run(tmp_path, 4, overrides)                    # a longer budget needs its own run
+    assert not finished_run(tmp_path, 3, overrides[:-1] + ["trainer.total_training_steps=4"])

@@ -156,6 +156,36 @@ def test_server_batches_concurrent_requests(tiny_model_dir, tiny_tokenizer):
     assert outputs[0].token_ids == outputs[4].token_ids == outputs[8].token_ids
 
 
+def _staggered(server, prompts, gap_s):
+    """Sends the requests ``gap_s`` apart (as verl's agent loop does), returns the server's stats."""
+    async def one(i, p):
+        await asyncio.sleep(i * gap_s)
+        return await server.generate(prompt_ids=p, sampling_params={"temperature": 0}, request_id=str(i))
+
+    async def run():
+        return await asyncio.gather(*[one(i, p) for i, p in enumerate(prompts)])
+
+    asyncio.run(run())
+    return server.get_stats()
+
+
+def test_server_waits_for_a_quiet_queue_not_a_fixed_window(tiny_model_dir, tiny_tokenizer):
+    # 12 requests 20 ms apart span 220 ms, longer than the 100 ms quiet period: a window counted from the
+    # first request would cut them into several batches; waiting for quiet keeps them in one.
+    server = _server(tiny_model_dir, batch_window_s=0.1, max_batch_wait_s=2.0)
+    stats = _staggered(server, _prompts(tiny_tokenizer, TEXTS * 3), gap_s=0.02)
+    assert stats["requests"] == 12
+    assert stats["batches"] == 1, stats
+
+
+def test_server_caps_the_wait_of_the_first_request(tiny_model_dir, tiny_tokenizer):
+    # a steady trickle (20 requests, 20 ms apart: 380 ms) never goes quiet; the first batch is cut at the cap
+    server = _server(tiny_model_dir, batch_window_s=0.1, max_batch_wait_s=0.15)
+    stats = _staggered(server, _prompts(tiny_tokenizer, TEXTS * 5), gap_s=0.02)
+    assert stats["requests"] == 20
+    assert stats["batches"] >= 2 and stats["max_batch_size"] < 20, stats
+
+
 def test_server_max_tokens_and_mixed_sampling_params(tiny_model_dir, tiny_tokenizer):
     server = _server(tiny_model_dir)
     prompts = _prompts(tiny_tokenizer, TEXTS[:2])

@@ -109,21 +109,33 @@ def test_preset_conflict_fails_before_training(tiny_model_dir, data, tmp_path):
 
 
 def test_gradient_invariant_to_micro_batch_size(tiny_model_dir, data, tmp_path):
-    """One optimizer mini-batch split into 1 or 4 micro-batches gives the same gradient (greedy rollouts)."""
+    """One optimizer mini-batch split into 1 or 4 micro-batches, or into token-budget micro-batches (verl's
+    dynamic batch size, what the GPU scripts use), gives the same gradient (greedy rollouts)."""
+    variants = {
+        "micro16": (16, []),
+        "micro4": (4, []),
+        # 16 trajectories of <= 80 tokens under a 160-token budget: at least 8 micro-batches of uneven sizes
+        "dynamic": (4, ["actor_rollout_ref.actor.use_dynamic_bsz=true",
+                        "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=160",
+                        "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true",
+                        "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=160"]),
+    }
     norms = {}
-    for micro in (16, 4):
-        out = tmp_path / f"micro{micro}"
+    for name, (micro, dyn) in variants.items():
+        out = tmp_path / name
         extra = ["actor_rollout_ref.rollout.temperature=0", "trainer.save_freq=-1", "trainer.test_freq=-1",
-                 "actor_rollout_ref.actor.ppo_mini_batch_size=4"]
+                 "actor_rollout_ref.actor.ppo_mini_batch_size=4", *dyn]
         result = run_trainer(srft_overrides(tiny_model_dir, *data, out, steps=1, micro=micro, extra=extra), out,
                              entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False)
         assert result.returncode == 0, (out / "train.log").read_text()[-6000:]
         m = _steps(out)[1]
-        norms[micro] = (m["actor/grad_norm"], m["srft/num_demos"])
-    (g16, d16), (g4, d4) = norms[16], norms[4]
-    assert d16 == d4 == N_PROMPTS
-    assert g16 > 0
-    assert abs(g16 - g4) <= 1e-5 * max(1.0, g16), norms
+        norms[name] = (m["actor/grad_norm"], m["srft/num_demos"], m["actor/srft/sft_loss"])
+    g16, d16, sft16 = norms["micro16"]
+    assert g16 > 0 and sft16 > 0
+    for name, (g, d, sft) in norms.items():
+        assert d == N_PROMPTS, norms
+        assert abs(g - g16) <= 1e-5 * max(1.0, g16), norms
+        assert abs(sft - sft16) <= 1e-5 * max(1.0, sft16), norms
 
 
 def _prompts_by_step(rollout_dir: Path) -> dict:

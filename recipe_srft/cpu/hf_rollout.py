@@ -6,7 +6,8 @@ which need a GPU. This module gives verl the same token-in/token-out server on a
 * :class:`HFRolloutServer` (a Ray actor) holds its own copy of the policy and answers
   ``generate(prompt_ids, sampling_params, request_id) -> TokenOutput`` with response
   token ids and their log-probs. Concurrent requests are **batched**: requests that
-  arrive while a batch is running (or within ``batch_window_s`` of the first one) are
+  arrive while a batch is running, or before the queue has been quiet for ``batch_window_s``
+  (at most ``max_batch_wait_s`` after the first one), are
   left-padded into a single ``model.generate`` call, grouped by sampling parameters.
 * :class:`HFReplica` is the verl ``RolloutReplica`` that starts one server per replica.
 * :class:`HFServerAdapter` is the ``BaseRollout`` living inside verl's actor worker; it
@@ -36,8 +37,14 @@ from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
 logger = logging.getLogger(__name__)
 
-#: Seconds the server waits after the first queued request for others to join its batch.
+#: Quiet period: a batch is cut once no request has arrived for this many seconds. A fixed window counted
+#: from the first request was too short: verl's agent loop sends a step's requests over 20-45 ms (longer when
+#: SRFT demonstration sessions share its event loop), which split one batch into two and doubled the
+#: generation time of a step.
 DEFAULT_BATCH_WINDOW_S = float(os.environ.get("SRFT_HF_BATCH_WINDOW_S", "0.02"))
+#: Upper bound on how long the first request of a batch waits for others (a steady trickle of requests
+#: must not starve it).
+DEFAULT_MAX_BATCH_WAIT_S = float(os.environ.get("SRFT_HF_MAX_BATCH_WAIT_S", "0.25"))
 #: Upper bound on sequences per ``generate`` call.
 DEFAULT_MAX_BATCH = int(os.environ.get("SRFT_HF_MAX_BATCH", "64"))
 
@@ -149,13 +156,14 @@ class HFRolloutServer:
     """Token-in/token-out generation server (Ray actor) over HF ``generate``, with batching."""
 
     def __init__(self, config, model_config, replica_rank: int = 0, batch_window_s: float = DEFAULT_BATCH_WINDOW_S,
-                 max_batch: int = DEFAULT_MAX_BATCH):
+                 max_batch: int = DEFAULT_MAX_BATCH, max_batch_wait_s: float = DEFAULT_MAX_BATCH_WAIT_S):
         from verl.utils.config import omega_conf_to_dataclass
 
         self.config = omega_conf_to_dataclass(config)
         self.model_config = model_config
         self.replica_rank = replica_rank
         self.batch_window_s = batch_window_s
+        self.max_batch_wait_s = max(batch_window_s, max_batch_wait_s)
         self.max_batch = max_batch
         path = getattr(model_config, "local_path", None) or model_config.path
         override = dict(getattr(model_config, "override_config", {}) or {})
@@ -218,8 +226,17 @@ class HFRolloutServer:
     async def _batch_loop(self):
         while True:
             await self._wakeup.wait()
-            # Let concurrent callers enqueue before the batch is cut.
-            await asyncio.sleep(self.batch_window_s)
+            # Let concurrent callers enqueue before the batch is cut: wait until the queue has been quiet
+            # for batch_window_s, but no longer than max_batch_wait_s in all.
+            waited, queued = 0.0, -1
+            while waited < self.max_batch_wait_s:
+                now_queued = sum(len(v) for v in self._queue.values())
+                if now_queued == queued or now_queued >= self.max_batch:
+                    break
+                queued = now_queued
+                step = min(self.batch_window_s, self.max_batch_wait_s - waited)
+                await asyncio.sleep(step)
+                waited += step
             self._wakeup.clear()
             while any(self._queue.values()):
                 k = next(k for k, v in self._queue.items() if v)
