@@ -1,6 +1,6 @@
 """Cost of SRFT over GRPO on the same CPU configuration, measured in one run.
 
-    python bench/srft_vs_grpo.py [--rounds 3 --steps 6 --n 4 --prompts 4]
+    python bench/srft_vs_grpo.py [--rounds 3 --steps 6 --n 4 --prompts 4 --dynamic-bsz 4096]
 
 Alternates full training runs of ``srft.preset=srft`` (m = 1 demo per group), ``srft.preset=grpo``
 (m = 0) and GRPO with n+1 rollouts (as many trajectories as SRFT, all generated) with verl's real trainer
@@ -51,7 +51,8 @@ def tree_rss(proc: psutil.Process) -> int:
 PHASES = ("timing_s/gen", "timing_s/old_log_prob", "timing_s/adv", "timing_s/update_actor", "timing_s/update_weights")
 
 
-def run(preset: str, model: Path, train: Path, val: Path, out: Path, steps: int, n: int, prompts: int):
+def run(preset: str, model: Path, train: Path, val: Path, out: Path, steps: int, n: int, prompts: int,
+        dynamic_bsz: int = 0):
     out.mkdir(parents=True, exist_ok=True)
     overrides = [
         "+runtime=cpu", f"srft.preset={preset}",
@@ -64,6 +65,11 @@ def run(preset: str, model: Path, train: Path, val: Path, out: Path, steps: int,
         f"trainer.total_training_steps={steps}", "trainer.save_freq=-1", "trainer.test_freq=-1",
         "trainer.val_before_train=false", "trainer.project_name=bench", f"trainer.experiment_name={preset}",
     ]
+    if dynamic_bsz:  # token-budget micro-batches, as the GPU scripts (and the paper) use
+        overrides += ["actor_rollout_ref.actor.use_dynamic_bsz=true",
+                      f"actor_rollout_ref.actor.ppo_max_token_len_per_gpu={dynamic_bsz}",
+                      "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true",
+                      f"actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu={dynamic_bsz}"]
     cmd = [sys.executable, "-m", "recipe_srft.main_srft", *overrides]
     log_path = out / "train.log"
     peak = 0
@@ -89,6 +95,10 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3, help="runs of each arm (their order rotates)")
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--n", type=int, default=4)
+    p.add_argument("--dynamic-bsz", type=int, default=4096, metavar="TOKENS",
+                   help="token budget per micro-batch (verl's use_dynamic_bsz, as the GPU scripts and the paper "
+                        "use); 0: fixed micro-batches of 4 trajectories, where SRFT's 5th trajectory per group "
+                        "costs a whole extra micro-batch (ratio about 1.2-1.4 on the tiny model)")
     p.add_argument("--no-equal-trajectories", action="store_true",
                    help="skip the third arm (GRPO with n+1 rollouts per prompt)")
     p.add_argument("--prompts", type=int, default=4)
@@ -111,7 +121,8 @@ def main(argv=None):
         # always hit the same arm
         for arm in names[r % len(names):] + names[:r % len(names)]:
             preset, n = arms[arm]
-            times, ph, rss = run(preset, model, train, val, tmp / f"{arm}_{r}", args.steps, n, args.prompts)
+            times, ph, rss = run(preset, model, train, val, tmp / f"{arm}_{r}", args.steps, n, args.prompts,
+                                    args.dynamic_bsz)
             steps[arm] += times
             for k, v in ph.items():
                 phases[arm][k] += v
@@ -122,7 +133,8 @@ def main(argv=None):
     t = {a: statistics.median(steps[a]) for a in names}
     m = {a: max(peaks[a]) for a in names}
     print(f"tiny model, {args.prompts} prompts/step, n={args.n} rollouts/prompt, SRFT m=1 demo/group "
-          f"(+{100 / args.n:.0f}% trajectories to score and train on); {args.rounds} rounds x {args.steps} steps")
+          f"(+{100 / args.n:.0f}% trajectories to score and train on); {args.rounds} rounds x {args.steps} steps; "
+          + (f"dynamic micro-batches of {args.dynamic_bsz} tokens" if args.dynamic_bsz else "micro-batches of 4"))
     print(f"  {'phase (median s)':18s}" + "".join(f"{a:>10s}" for a in names) + "   srft/grpo")
     for k in PHASES:
         med = {a: statistics.median(phases[a][k]) for a in names}
