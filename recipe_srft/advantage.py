@@ -6,6 +6,12 @@ enter the group mean/std, or the statistics come from the rollouts only while de
 receive ``(r_demo - mean) / (std + eps)``); ``demo_rl=False`` gives demonstrations advantage 0 (no
 off-policy RL term) and ``rollout_rl=False`` gives rollouts advantage 0 (no on-policy RL term). The std is the unbiased one, as in verl's ``compute_grpo_outcome_advantage``;
 a statistics set of one trajectory has mean 0 and std 1, again as in verl.
+
+A zero std is treated as 1 (LUFFY's ``grpo_split``): with ``demos_in_stats=False`` a group whose rollouts
+all score the same has std 0, and its demonstration would get ``(r_demo - mean) / 1e-6 = +-1e6``, exactly in
+the all-fail groups demonstrations are for. With the std of 1 the advantages of binary rewards stay in
+[-1, 1]. Where the demonstrations are in the statistics, a zero std means every numerator is 0, so
+nothing changes there.
 """
 
 from __future__ import annotations
@@ -54,6 +60,8 @@ def grpo_advantage_with_demos(
             mean, std = stats.mean(), stats.std(unbiased=True)
         group_adv = scores[idx_t] - mean
         if norm_by_std:
+            if std <= epsilon:  # all statistics equal: see the module docstring
+                std = torch.ones_like(std)
             group_adv = group_adv / (std + epsilon)
         adv[idx_t] = group_adv
     if not demo_rl:

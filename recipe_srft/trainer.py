@@ -36,12 +36,15 @@ from verl.utils import tensordict_utils as tu
 from verl.utils.config import omega_conf_to_dataclass
 from verl.utils.debug.metrics import calculate_debug_metrics
 from verl.protocol import DataProto
+from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
+from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.workers.utils.padding import response_to_nested
 
 from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
 from .advantage import grpo_advantage_with_demos
 from .demos import extract_demos
 from .losses import srft_loss_fn
+from .minibatch import minibatch_ids, whole_group_order
 from .srft_config import SRFTConfig, describe, resolve_srft_config
 
 logger = logging.getLogger(__name__)
@@ -146,6 +149,32 @@ class SRFTTrainer(PPOTrainerSync):
         valid = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
         return is_demo & valid, truncated & valid, valid
 
+    # ------------------------------------------------------------------ batch layout
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        """Whole groups in every optimizer mini-batch (see :mod:`recipe_srft.minibatch`), then verl's token
+        balance over ranks inside each mini-batch (``trainer.balance_batch``; verl's V1 trainer always
+        balances, this trainer honours ``false`` with a contiguous split)."""
+        dp_size = self._actor_dp_size()
+        batch = upsample_batch_to_divisible_size(batch, self._get_required_batch_multiple(dp_size),
+                                                 self.tokenizer.eos_token_id)
+        seq_lens = [int(tag["seq_len"]) for tag in batch.tags]
+        order, rank_indices = whole_group_order(
+            group_ids=[_group_of_key(key) for key in batch.keys],
+            seq_lens=seq_lens,
+            is_padding=[bool(tag.get("is_padding", False)) for tag in batch.tags],
+            dp_size=dp_size,
+            global_mini_batch=self._global_mini_batch(),
+            balance=bool(self.config.trainer.get("balance_batch", True)),
+        )
+        batch.reorder(order)
+        metrics.update(log_seqlen_unbalance(seqlen_list=seq_lens, partitions=rank_indices, prefix=logging_prefix))
+        return batch
+
+    def _global_mini_batch(self) -> int:
+        """Trajectories per optimizer step: ppo_mini_batch_size prompts x (n + m), as verl's _update_actor."""
+        return (int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size)
+                * int(self.config.actor_rollout_ref.rollout.n))
+
     # ------------------------------------------------------------------ log-probs
     def _compute_old_log_prob(self, batch, metrics: dict):
         batch = super()._compute_old_log_prob(batch, metrics)
@@ -204,18 +233,18 @@ class SRFTTrainer(PPOTrainerSync):
         padded = data.to_padded_tensor()
         mask = padded["response_mask"].float()
         is_demo = padded["is_demo"].bool().reshape(-1)
-        dp_size = self._actor_dp_size()
-        mini = int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size) * int(self.config.actor_rollout_ref.rollout.n)
-        groups = minibatch_ids(len(batch), dp_size, mini)
+        groups = minibatch_ids(len(batch), self._actor_dp_size(), self._global_mini_batch())
         demo_tokens = (mask * is_demo[:, None]).sum(-1)
         tokens = mask.sum(-1)
         entropy_sum = (padded["entropy"].float() * mask).sum(-1)
+        valid = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
         per_sample_demo = torch.zeros(len(batch))
         per_sample_entropy = torch.zeros(len(batch))
         for g in groups.unique():
             sel = groups == g
             per_sample_demo[sel] = demo_tokens[sel].sum()
             per_sample_entropy[sel] = entropy_sum[sel].sum() / tokens[sel].sum().clamp(min=1)
+        metrics.update(minibatch_metrics(groups, is_demo, valid, demo_tokens))
         fields = TensorDict({"srft_demo_num_tokens": per_sample_demo, "srft_batch_entropy": per_sample_entropy},
                             batch_size=len(batch))
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
@@ -228,19 +257,34 @@ class SRFTTrainer(PPOTrainerSync):
         return max(wg._dispatch_info["actor"]) + 1
 
 
-def minibatch_ids(batch_size: int, dp_size: int, global_mini_batch: int) -> torch.Tensor:
-    """Optimizer mini-batch index of each trajectory under verl's unshuffled split.
+def _group_of_key(key: str) -> str:
+    """The group (prompt ``uid``) of a TransferQueue key ``{uid}_{session_id}_{index}`` (verl's agent loop)."""
+    return key.rsplit("_", 2)[0]
 
-    verl dispatches the batch to ``dp_size`` ranks in contiguous chunks; each rank cuts its chunk
-    into mini-batches of ``global_mini_batch / dp_size`` rows in order (``actor.shuffle=false``);
-    mini-batch j of every rank forms the global optimizer mini-batch j.
-    """
-    if batch_size % dp_size:
-        raise ValueError(f"batch of {batch_size} trajectories does not split over {dp_size} ranks")
-    per_rank = batch_size // dp_size
-    per_rank_mini = max(1, global_mini_batch // dp_size)
-    positions = torch.arange(batch_size) % per_rank
-    return positions // per_rank_mini
+
+def minibatch_metrics(minibatch: torch.Tensor, is_demo: torch.Tensor, valid: torch.Tensor,
+                      demo_tokens: torch.Tensor) -> dict:
+    """Demonstration share of each optimizer mini-batch (logged under ``srft/``).
+
+    ``minibatch_demo_frac_{min,max}``: demonstrations / real (non-padding) trajectories, min and max over
+    the step's mini-batches; ``minibatch_demo_tokens_{min,max}`` and ``minibatch_demo_tokens/<j>`` (first 8
+    mini-batches): the demo tokens the SFT term of mini-batch j is normalised by."""
+    fracs, tokens = [], []
+    for j in minibatch.unique().tolist():
+        sel = minibatch == j
+        real = int((sel & valid).sum())
+        fracs.append(float((sel & is_demo).sum()) / max(real, 1))
+        tokens.append(float(demo_tokens[sel].sum()))
+    metrics = {
+        "srft/num_minibatches": float(len(fracs)),
+        "srft/minibatch_demo_frac_min": min(fracs),
+        "srft/minibatch_demo_frac_max": max(fracs),
+        "srft/minibatch_demo_tokens_min": min(tokens),
+        "srft/minibatch_demo_tokens_max": max(tokens),
+    }
+    for j, count in enumerate(tokens[:8]):
+        metrics[f"srft/minibatch_demo_tokens/{j}"] = count
+    return metrics
 
 
 def srft_data_metrics(scores, uids, is_demo, truncated, valid) -> dict:

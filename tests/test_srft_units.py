@@ -11,7 +11,8 @@ import torch
 from recipe_srft.advantage import grpo_advantage_with_demos
 from recipe_srft.demos import extract_demos, tokenize_demo
 from recipe_srft.srft_config import PRESETS, resolve_srft_config
-from recipe_srft.trainer import minibatch_ids, srft_data_metrics
+from recipe_srft.minibatch import minibatch_ids
+from recipe_srft.trainer import srft_data_metrics
 
 
 # ---------------------------------------------------------------- presets
@@ -100,6 +101,7 @@ def naive_advantage(scores, groups, is_demo, valid, norm, demos_in_stats, demo_r
             continue
         mean = statistics.mean(stat) if len(stat) > 1 else 0.0
         std = statistics.stdev(stat) if len(stat) > 1 else 1.0
+        std = 1.0 if std == 0 else std  # LUFFY's grpo_split
         for i in idx:
             a = scores[i] - mean
             out[i] = a / (std + eps) if norm else a
@@ -133,6 +135,16 @@ def test_demo_gets_advantage_from_rollout_stats_when_excluded():
 def test_all_failed_rollouts_plus_correct_demo_gives_demo_positive_rollouts_negative():
     adv = grpo_advantage_with_demos(torch.tensor([0., 0., 0., 1.]), ["g"] * 4, torch.tensor([False] * 3 + [True]))
     assert adv[3] > 0 and (adv[:3] < 0).all()
+
+
+@pytest.mark.parametrize("rollout_score,demo_score", [(0.0, 1.0), (1.0, 1.0), (1.0, 0.0), (0.0, 0.0)])
+def test_zero_std_rollouts_with_demo_outside_stats_stay_bounded(rollout_score, demo_score):
+    # 8 equal rollouts (std 0) + 1 demo outside the statistics: (r_demo - mean) / 1, not / 1e-6
+    scores = torch.tensor([rollout_score] * 8 + [demo_score])
+    adv = grpo_advantage_with_demos(scores, ["g"] * 9, torch.tensor([False] * 8 + [True]), demos_in_stats=False)
+    assert adv[8].item() == pytest.approx((demo_score - rollout_score) / (1 + 1e-6), abs=1e-6)
+    assert torch.all(adv[:8] == 0)
+    assert adv.abs().max() <= 1.0
 
 
 # ---------------------------------------------------------------- demonstrations

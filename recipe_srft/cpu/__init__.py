@@ -17,6 +17,9 @@ from verl.workers.rollout.base import _ROLLOUT_REGISTRY
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
 from . import platform  # noqa: F401  (registers the "cpu" platform)
+from .resources import register_resolvers
+
+register_resolvers()  # ${srft_cpu_num_gpus:...}/${srft_cpu_num_cpus:...} in config/runtime/cpu.yaml
 
 
 def _load_hf_replica():

@@ -1,0 +1,93 @@
+"""Whole groups in every optimizer mini-batch, checked against a simulation of verl's split."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from recipe_srft.minibatch import minibatch_ids, whole_group_order
+
+
+def verl_split(order, dp_size, global_mini_batch):
+    """(rank, mini-batch) of each original index after verl's dispatch: contiguous rank chunks, each cut in
+    order into mini-batches of global_mini_batch / dp_size rows (written out independently of the module)."""
+    per_rank = len(order) // dp_size
+    per_mini = global_mini_batch // dp_size
+    return {old: (pos // per_rank, (pos % per_rank) // per_mini) for pos, old in enumerate(order)}
+
+
+def arrival_batch(num_prompts, n, m, demo_prompts=None, seed=0):
+    """Trajectories in completion order: demonstrations first (no generation), then shuffled rollouts."""
+    rng = random.Random(seed)
+    demo_prompts = range(num_prompts) if demo_prompts is None else demo_prompts
+    demos = [(f"p{p}", True, rng.randint(200, 900)) for p in demo_prompts for _ in range(m)]
+    rollouts = [(f"p{p}", False, rng.randint(20, 900)) for p in range(num_prompts) for _ in range(n)]
+    rng.shuffle(rollouts)
+    return demos + rollouts
+
+
+def layout(batch, dp, mini, balance=True, pad_to=None):
+    gids = [g for g, _, _ in batch]
+    is_demo = [d for _, d, _ in batch]
+    lens = [s for _, _, s in batch]
+    pads = []
+    if pad_to is not None:
+        pads = list(range(len(batch), pad_to))
+        gids += ["pad"] * len(pads)
+        is_demo += [False] * len(pads)
+        lens += [8] * len(pads)
+    order, ranks = whole_group_order(gids, lens, [i in pads for i in range(len(gids))], dp, mini, balance=balance)
+    assert sorted(order) == list(range(len(gids)))
+    return order, ranks, gids, is_demo, lens
+
+
+def test_paper_shape_demos_in_every_minibatch():
+    # 128 prompts x (8 rollouts + 1 demo), PPO mini-batch 64 prompts, 8 ranks: before the fix [128, 0]
+    batch = arrival_batch(128, 8, 1)
+    dp, mini = 8, 64 * 9
+    order, ranks, gids, is_demo, lens = layout(batch, dp, mini)
+    where = verl_split(order, dp, mini)
+    demos_per_mb = [sum(1 for i, d in enumerate(is_demo) if d and where[i][1] == j) for j in range(2)]
+    assert demos_per_mb == [64, 64]
+    for g in set(gids):  # a group's rollouts and its demonstration share one optimizer mini-batch
+        assert len({where[i][1] for i, x in enumerate(gids) if x == g}) == 1
+    for r in range(dp):  # every rank gets 72 rows of each mini-batch
+        for j in range(2):
+            assert sum(1 for i in range(len(gids)) if where[i] == (r, j)) == 72
+    # verl's minibatch_ids (what the trainer uses for the demo-token counts) agrees with the simulation
+    ids = minibatch_ids(len(order), dp, mini)
+    assert all(ids[pos].item() == where[old][1] for pos, old in enumerate(order))
+    # token balance over ranks survives (Karmarkar-Karp inside each mini-batch)
+    per_rank = [sum(lens[i] for i in part) for part in ranks]
+    assert max(per_rank) - min(per_rank) <= 0.02 * sum(per_rank) / dp
+
+
+def test_uneven_groups_spread_demos_and_padding():
+    # 8 prompts, 3 rollouts each, only 5 have a demo; mini-batch 2 prompts x 4 -> verl pads 29 rows to 32
+    batch = arrival_batch(8, 3, 1, demo_prompts=[0, 2, 3, 5, 7])
+    order, _, gids, is_demo, _ = layout(batch, dp=2, mini=8, pad_to=32)
+    where = verl_split(order, 2, 8)
+    demos = [sum(1 for i, d in enumerate(is_demo) if d and where[i][1] == j) for j in range(4)]
+    assert sorted(demos) == [1, 1, 1, 2]
+    for g in set(gids) - {"pad"}:
+        assert len({where[i][1] for i, x in enumerate(gids) if x == g}) == 1
+
+
+@pytest.mark.parametrize("balance", [True, False])
+def test_single_rank_and_balance_off_keep_whole_groups(balance):
+    batch = arrival_batch(4, 4, 1)
+    order, _, gids, is_demo, _ = layout(batch, dp=1 if balance else 2, mini=10, balance=balance)
+    dp = 1 if balance else 2
+    where = verl_split(order, dp, 10)
+    assert [sum(1 for i, d in enumerate(is_demo) if d and where[i][1] == j) for j in range(2)] == [2, 2]
+    if not balance:  # contiguous split: rank 0 gets the first 5 rows of each mini-batch in bin order
+        assert [where[order[p]][0] for p in range(20)] == [0] * 10 + [1] * 10
+
+
+def test_bad_sizes_are_refused():
+    with pytest.raises(ValueError, match="mini-batch"):
+        whole_group_order(["a"] * 10, [1] * 10, [False] * 10, dp_size=2, global_mini_batch=4)
+    with pytest.raises(ValueError, match="mini-batch"):
+        whole_group_order(["a"] * 12, [1] * 12, [False] * 12, dp_size=4, global_mini_batch=6)
