@@ -84,6 +84,9 @@ class SRFTConfig:
     replay_poll_interval_s: float = 0.05
     #: The loss switches (Eq. 8-13); clip ratios and the entropy coefficient come from the actor config.
     loss: SRFTLossConfig = field(default_factory=SRFTLossConfig)
+    #: Directory for one ``step_<N>.pt`` per step with each trajectory's optimizer mini-batch, rank, demo flag,
+    #: prompt/response ids and the mini-batch's demo-token count (debugging the batch layout; tests read it).
+    dump_minibatches_dir: Optional[str] = None
     #: Mixed training sources: list of {path, weight, name}; None = data.train_files as verl reads them.
     data_sources: Optional[list] = None
     data_seed: int = 0
@@ -99,7 +102,7 @@ class SRFTConfig:
 
 _LOSS_FIELDS = {f.name for f in fields(SRFTLossConfig)}
 _TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats", "demo_rl", "rollout_rl",
-               "demo_fields", "replay_poll_interval_s"}
+               "demo_fields", "replay_poll_interval_s", "dump_minibatches_dir"}
 #: Loss fields that are taken from verl's actor config, never from ``srft:``.
 _FROM_ACTOR = {"clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff"}
 

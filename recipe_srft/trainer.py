@@ -46,6 +46,7 @@ from .demos import extract_demos
 from .losses import srft_loss_fn
 from .minibatch import minibatch_ids, whole_group_order
 from .srft_config import SRFTConfig, describe, resolve_srft_config
+from .verl_checks import unhonoured_verl_settings
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ def srft_config_from(config) -> SRFTConfig:
     section = OmegaConf.to_container(config.get("srft", {}) or {}, resolve=True)
     actor = config.actor_rollout_ref.actor
     actor_values = {k: actor.get(k) for k in ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff")}
-    if actor_values.get("clip_ratio_low") is None:
-        actor_values["clip_ratio_low"] = actor.get("clip_ratio")
+    for side in ("clip_ratio_low", "clip_ratio_high"):  # verl falls back to clip_ratio for both
+        if actor_values.get(side) is None:
+            actor_values[side] = actor.get("clip_ratio")
     return resolve_srft_config(section, actor_values)
 
 
@@ -76,6 +78,7 @@ def check_verl_config(config, srft: SRFTConfig) -> None:
                         "srft.entropy_scope=sequence")
     if config.trainer.v1.get("trainer_mode") != "srft":
         problems.append(f"trainer.v1.trainer_mode={config.trainer.v1.get('trainer_mode')}: expected srft")
+    problems += unhonoured_verl_settings(config)
     if problems:
         raise ValueError("SRFT cannot run with this configuration:\n  - " + "\n  - ".join(problems))
 
@@ -245,10 +248,34 @@ class SRFTTrainer(PPOTrainerSync):
             per_sample_demo[sel] = demo_tokens[sel].sum()
             per_sample_entropy[sel] = entropy_sum[sel].sum() / tokens[sel].sum().clamp(min=1)
         metrics.update(minibatch_metrics(groups, is_demo, valid, demo_tokens))
+        if self.srft.dump_minibatches_dir:
+            self._dump_minibatches(batch, groups, is_demo, valid, per_sample_demo)
         fields = TensorDict({"srft_demo_num_tokens": per_sample_demo, "srft_batch_entropy": per_sample_entropy},
                             batch_size=len(batch))
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         return super()._update_actor(batch, metrics)
+
+    def _dump_minibatches(self, batch, minibatch, is_demo, valid, demo_num_tokens) -> None:
+        """``srft.dump_minibatches_dir``: the layout the actor is about to train on, one file per step."""
+        import os
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts", "responses"])
+        dp_size = self._actor_dp_size()
+        per_rank = len(batch) // dp_size
+        record = {
+            "global_step": int(self.global_steps),
+            "dp_size": dp_size,
+            "keys": list(batch.keys),
+            "rank": [i // per_rank for i in range(len(batch))],
+            "minibatch": minibatch.tolist(),
+            "is_demo": is_demo.tolist(),
+            "valid": valid.tolist(),
+            "prompts": [t.tolist() for t in data["prompts"].unbind()],
+            "responses": [t.tolist() for t in data["responses"].unbind()],
+            "minibatch_demo_num_tokens": demo_num_tokens.tolist(),
+        }
+        os.makedirs(self.srft.dump_minibatches_dir, exist_ok=True)
+        torch.save(record, os.path.join(self.srft.dump_minibatches_dir, f"step_{int(self.global_steps)}.pt"))
 
     def _actor_dp_size(self) -> int:
         wg = self.actor_rollout_wg

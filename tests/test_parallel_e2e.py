@@ -1,0 +1,186 @@
+"""SRFT through verl's real trainer in the shape of a real run: two optimizer mini-batches per step and two
+data-parallel FSDP2 ranks (gloo) on the CPU runtime, tiny model, fp32.
+
+Runs (module-scoped, shared by the tests below):
+  one_rank   1 rank, 1 mini-batch, 3 steps (the uninterrupted reference for resume and for rank invariance)
+  two_mb     1 rank, 2 mini-batches, lr 0, demos outside the group statistics: the SFT term of each mini-batch
+             is recomputed outside verl from the dumped layout and the initial weights
+  two_rank   2 ranks, 1 mini-batch, lr 0, 2 steps, a 2-shard checkpoint at step 2, then resumed to step 3
+Rollouts are deterministic (top_k=1), so one_rank and two_rank see the same trajectories.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from recipe_srft.console_metrics import read_console_metrics
+from recipe_srft.cpu.smoke import run_trainer
+from recipe_srft.cpu.smoke_data import write_smoke_data
+
+pytestmark = pytest.mark.ray
+
+N_PROMPTS, N_ROLLOUTS = 4, 3
+GROUP = N_ROLLOUTS + 1
+
+
+def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-3", save_freq=-1, extra=()):
+    micro = (mini * GROUP) // ranks  # one micro-batch per rank and mini-batch
+    return [
+        "+runtime=cpu",
+        f"data.train_files={train}", f"data.val_files={val}",
+        f"data.train_batch_size={N_PROMPTS}", "data.max_prompt_length=64", "data.max_response_length=16",
+        f"actor_rollout_ref.model.path={model}",
+        f"trainer.n_gpus_per_node={ranks}",
+        f"actor_rollout_ref.actor.ppo_mini_batch_size={mini}",
+        f"actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu={micro}",
+        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
+        f"actor_rollout_ref.rollout.n={N_ROLLOUTS}", f"actor_rollout_ref.actor.optim.lr={lr}",
+        "actor_rollout_ref.rollout.top_k=1",  # argmax rollouts: every run sees the same trajectories
+        f"trainer.total_training_steps={steps}", f"trainer.save_freq={save_freq}", "trainer.test_freq=-1",
+        f"trainer.default_local_dir={out}/ckpt", "trainer.val_before_train=false",
+        f"trainer.rollout_data_dir={out}/rollouts",
+        "trainer.project_name=srft_test", "trainer.experiment_name=parallel",
+        *extra,
+    ]
+
+
+def train(args, out: Path):
+    result = run_trainer(args, out, entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False,
+                         timeout=600)
+    assert result.returncode == 0, (out / "train.log").read_text()[-6000:]
+    steps = {}
+    for row in read_console_metrics(out / "train.log"):
+        steps.setdefault(row["step"], {}).update(row)
+    return steps
+
+
+def prompts_by_step(rollout_dir: Path) -> dict:
+    out = {}
+    for f in sorted(rollout_dir.glob("*.jsonl")):
+        rows = [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+        out[int(f.stem)] = sorted(r["input"] for r in rows)
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_smoke_data(tmp_path_factory.mktemp("parallel_data"), n_train=16, n_val=4)
+
+
+@pytest.fixture(scope="module")
+def one_rank(tiny_model_dir, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one_rank")
+    return out, train(overrides(tiny_model_dir, *data, out, steps=3), out)
+
+
+@pytest.fixture(scope="module")
+def two_rank(tiny_model_dir, data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_rank")
+    first = train(overrides(tiny_model_dir, *data, out, steps=2, ranks=2, lr=0.0, save_freq=2), out)
+    shards = sorted(p.name for p in (out / "ckpt" / "global_step_2" / "actor").glob("model_world_size_*"))
+    # same checkpoint and rollout directories: verl resumes from global_step_2 (log in out/resumed)
+    resumed = train(overrides(tiny_model_dir, *data, out, steps=3, ranks=2, lr=0.0), out / "resumed")
+    return out, first, shards, resumed
+
+
+def test_two_ranks_match_one_rank(one_rank, two_rank):
+    """1 rank vs 2 ranks (FSDP2 over gloo): the first step's gradient norm and SFT loss agree."""
+    _, ref = one_rank
+    _, dp2, _, _ = two_rank
+    for key in ("actor/grad_norm", "actor/srft/sft_loss"):
+        a, b = ref[1][key], dp2[1][key]
+        assert a > 0 and math.isfinite(b)
+        assert abs(a - b) <= 1e-5 * abs(a), (key, a, b)
+    assert dp2[1]["srft/num_demos"] == N_PROMPTS
+    # rollouts come from weights gathered from the sharded actor: they match the actor's log-probs
+    assert dp2[1]["training/rollout_probs_diff_max"] < 1e-5
+    assert dp2[2]["training/rollout_probs_diff_max"] < 1e-5
+
+
+def test_two_rank_checkpoint_resume_and_merge(one_rank, two_rank, tiny_model_dir, tmp_path):
+    """A 2-shard checkpoint is written, resumed from (same prompts as the uninterrupted run) and merged."""
+    ref_out, _ = one_rank
+    out, _, shards, resumed = two_rank
+    assert shards == ["model_world_size_2_rank_0.pt", "model_world_size_2_rank_1.pt"]
+    assert min(resumed) == 3  # the second launch started at step 3: it resumed from global_step_2
+    straight, interrupted = prompts_by_step(ref_out / "rollouts"), prompts_by_step(out / "rollouts")
+    assert {1, 2, 3} <= set(straight) and {1, 2, 3} <= set(interrupted), (sorted(straight), sorted(interrupted))
+    for step in (1, 2, 3):
+        assert interrupted[step] == straight[step], f"step {step}: the resumed 2-rank run consumed other prompts"
+    assert straight[1] != straight[2]  # the loader moves on
+
+    # the evaluation harness merges the real 2-shard checkpoint with verl's model merger; lr 0 keeps the
+    # initial weights, so the merged model must equal the tiny model (the merger writes bf16)
+    from safetensors.torch import load_file
+
+    from recipe_srft.evaluation.checkpoint import prepare_model
+
+    info = prepare_model(str(out / "ckpt" / "global_step_2"), tmp_path / "eval", log=lambda *_: None)
+    assert info["num_shards"] == 2
+    merged = {}
+    for f in Path(info["eval_path"]).glob("*.safetensors"):
+        merged.update(load_file(f))
+    original = load_file(Path(tiny_model_dir) / "model.safetensors")
+    common = set(merged) & set(original)
+    assert len(common) >= len(original) - 1, (sorted(merged)[:5], sorted(original)[:5])  # tied lm_head may be absent
+    for name in common:
+        assert torch.equal(merged[name].float(), original[name].to(merged[name].dtype).float()), name
+
+
+def _naive_sft_terms(model_dir: Path, dump: dict) -> list[float]:
+    """SFT term of each optimizer mini-batch, from scratch: sum over its demo tokens of
+    w_sft * -log p(token) / (its demo-token count), w_sft = 0.5 * exp(-H), H the mean token entropy of the
+    demonstration (srft defaults), under the initial weights (lr 0)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, torch_dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    sums: dict[int, float] = {}
+    counts: dict[int, int] = {}
+    for i, demo in enumerate(dump["is_demo"]):
+        j = dump["minibatch"][i]
+        sums.setdefault(j, 0.0)
+        counts.setdefault(j, 0)
+        if not demo:
+            continue
+        prompt, response = dump["prompts"][i], dump["responses"][i]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompt + response])).logits[0].double()
+        logp = torch.log_softmax(logits[len(prompt) - 1:-1], dim=-1)
+        token_logp = logp.gather(-1, torch.tensor(response).unsqueeze(-1)).squeeze(-1)
+        entropy = -(logp.exp() * logp).sum(-1)
+        w = 0.5 * math.exp(-entropy.mean().item())
+        sums[j] += float((w * -token_logp).sum())
+        counts[j] += len(response)
+    return [sums[j] / counts[j] for j in sorted(sums)]
+
+
+def test_two_minibatches_each_get_demos_and_a_per_minibatch_sft_term(tiny_model_dir, data, tmp_path):
+    out = tmp_path / "two_mb"
+    extra = ["srft.preset=custom", "srft.demos_in_group_stats=false", f"srft.dump_minibatches_dir={out}/layout"]
+    steps = train(overrides(tiny_model_dir, *data, out, steps=2, mini=N_PROMPTS // 2, lr=0.0, extra=extra), out)
+    for step in (1, 2):
+        m = steps[step]
+        assert m["srft/num_minibatches"] == 2
+        # the demo fraction of every mini-batch is the batch's: 2 groups x (3 rollouts + 1 demo) each
+        assert m["srft/minibatch_demo_frac_min"] == pytest.approx(0.25)
+        assert m["srft/minibatch_demo_frac_max"] == pytest.approx(0.25)
+        # all-fail groups with the demo outside the statistics: std 0 is treated as 1, not 1e-6
+        assert m["critic/advantages/max"] < 100
+        dump = torch.load(out / "layout" / f"step_{step}.pt")
+        for j in (0, 1):  # whole groups: every group's trajectories are in one mini-batch
+            keys = [k.rsplit("_", 2)[0] for k, mb in zip(dump["keys"], dump["minibatch"]) if mb == j]
+            assert sum(d for d, mb in zip(dump["is_demo"], dump["minibatch"]) if mb == j) == 2
+            assert len(set(keys)) == 2 and all(keys.count(k) == GROUP for k in set(keys))
+        expected = _naive_sft_terms(Path(tiny_model_dir), dump)
+        # verl reports the mean over the step's optimizer mini-batches of each one's SFT term
+        assert m["actor/srft/sft_loss"] == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+        # and the demo-token count each mini-batch was normalised by is the count of its own demo tokens
+        for j in (0, 1):
+            own = sum(len(r) for r, d, mb in zip(dump["responses"], dump["is_demo"], dump["minibatch"]) if d and mb == j)
+            assert m[f"srft/minibatch_demo_tokens/{j}"] == own

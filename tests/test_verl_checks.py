@@ -1,0 +1,108 @@
+"""recipe_srft.verl_checks: verl settings the SRFT trainer cannot honour are refused, with the key and the fix;
+verl's defaults, the CPU runtime and every preset of the GPU scripts are not (no Ray, no GPU)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from omegaconf import OmegaConf, open_dict
+
+from recipe_srft.dry_run import compose_config
+from recipe_srft.verl_checks import REFUSED, unhonoured_verl_settings
+from test_run_scripts import PRESETS, REPO, SCRIPTS, _env, script_overrides
+
+#: (override, the key it names, text of the fix) for the settings of the "Honest configuration" issue
+CASES = [
+    ("actor_rollout_ref.actor.policy_loss.loss_mode=gspo", "actor_rollout_ref.actor.policy_loss.loss_mode=gspo",
+     "remove the override"),
+    ("actor_rollout_ref.actor.policy_loss.loss_mode=clip_cov", "actor_rollout_ref.actor.policy_loss.loss_mode=clip_cov",
+     "remove the override"),
+    ("algorithm.rollout_correction.rollout_is=token", "algorithm.rollout_correction.rollout_is=token",
+     "algorithm.rollout_correction.rollout_is=null"),
+    ("algorithm.rollout_correction.rollout_is=sequence", "algorithm.rollout_correction.rollout_is=sequence",
+     "algorithm.rollout_correction.rollout_is=null"),
+    ("algorithm.rollout_correction.rollout_rs=seq_mean_k3", "algorithm.rollout_correction.rollout_rs=seq_mean_k3",
+     "algorithm.rollout_correction.rollout_rs=null"),
+    ("algorithm.rollout_correction.bypass_mode=true", "algorithm.rollout_correction.bypass_mode=true",
+     "set algorithm.rollout_correction.bypass_mode=false"),
+    ("actor_rollout_ref.actor.use_kl_loss=true", "actor_rollout_ref.actor.use_kl_loss=true",
+     "set actor_rollout_ref.actor.use_kl_loss=false"),
+    ("algorithm.norm_adv_by_std_in_grpo=false", "algorithm.norm_adv_by_std_in_grpo=false",
+     "set srft.norm_adv_by_std=false"),
+]
+
+
+@pytest.fixture(scope="module")
+def bases(tmp_path_factory) -> dict:
+    """Overrides of the CPU runtime and of the 7B GPU script (as ``DRY_RUN=overrides`` prints them)."""
+    tmp = tmp_path_factory.mktemp("verl_checks")
+    return {"cpu": ["+runtime=cpu"], "gpu": script_overrides("qwen_math.sh", tmp)}
+
+
+@pytest.mark.parametrize("base", ["cpu", "gpu"])
+@pytest.mark.parametrize("override, named, fix", CASES, ids=[c[0] for c in CASES])
+def test_issue_settings_are_refused(bases, base, override, named, fix):
+    problems = unhonoured_verl_settings(compose_config(bases[base] + [override]))
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(named + ": "), problems
+    assert fix in problems[0], problems
+
+
+@pytest.mark.parametrize("overrides", [[], ["+runtime=cpu"]], ids=["srft_trainer", "cpu_runtime"])
+def test_defaults_are_honoured(overrides):
+    assert unhonoured_verl_settings(compose_config(overrides)) == []
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+@pytest.mark.parametrize("preset", PRESETS)
+def test_gpu_scripts_are_honoured(tmp_path, script, preset):
+    assert unhonoured_verl_settings(compose_config(script_overrides(script, tmp_path, PRESET=preset))) == []
+
+
+def test_every_row_fires_alone_and_accepts_its_honoured_values():
+    """Each row of the table is checked (a value it does not honour is reported, naming it) and each of its
+    honoured values passes; a row whose key is missing, or under a null section, is honoured."""
+    base = compose_config(["+runtime=cpu"])
+    for row in REFUSED:
+        config = base.copy()
+        with open_dict(config):
+            OmegaConf.update(config, row.key, "not_a_verl_value", force_add=True)
+        assert [p.split(":", 1)[0] for p in unhonoured_verl_settings(config)] == [f"{row.key}=not_a_verl_value"]
+        for value in row.honoured:
+            with open_dict(config):
+                OmegaConf.update(config, row.key, value, force_add=True)
+            assert unhonoured_verl_settings(config) == [], (row.key, value)
+    assert unhonoured_verl_settings(compose_config(["algorithm.rollout_correction=null"])) == []
+
+
+def test_dry_run_reports_them(monkeypatch, tmp_path, capsys):
+    """The dry run fails with the message of check_verl_config, here wired to the checks in-process."""
+    from recipe_srft import dry_run, trainer
+
+    original = trainer.check_verl_config
+
+    def wired(config, srft):
+        original(config, srft)
+        problems = unhonoured_verl_settings(config)
+        if problems:
+            raise ValueError("SRFT cannot run with this configuration:\n  - " + "\n  - ".join(problems))
+
+    monkeypatch.setattr(trainer, "check_verl_config", wired)
+    ov = script_overrides("qwen_math_1p5b.sh", tmp_path, "algorithm.rollout_correction.bypass_mode=true",
+                          "actor_rollout_ref.actor.use_kl_loss=true")
+    assert dry_run.main(ov) == 1
+    err = capsys.readouterr().err
+    assert "SRFT dry run: FAILED" in err and "SRFT cannot run with this configuration" in err
+    assert "algorithm.rollout_correction.bypass_mode=true:" in err and "actor_rollout_ref.actor.use_kl_loss=true:" in err
+
+
+def test_bash_dry_run_refuses_gspo(tmp_path):
+    """The real script: needs ``problems += unhonoured_verl_settings(config)`` in trainer.check_verl_config."""
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math.sh"),
+                           "actor_rollout_ref.actor.policy_loss.loss_mode=gspo"],
+                          cwd=str(REPO), env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "SRFT dry run: FAILED" in out
+    assert "actor_rollout_ref.actor.policy_loss.loss_mode=gspo: the SRFT loss" in out and "remove the override" in out
