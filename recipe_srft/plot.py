@@ -18,7 +18,7 @@ which wins over tensorboard (which stores float32).
 
 Default panels: reward (``critic/score/mean``; for SRFT runs it includes the demonstrations), the
 rollouts' own solve rate (``srft/onpolicy_solve_rate``, when logged), response length (``response_length/mean``), policy
-entropy (``actor/entropy``), the SRFT weights (``actor/srft/w_sft_mean`` and ``actor/srft/w_rl_mean``),
+entropy (``actor/entropy``), the rollouts' own response length and entropy (``srft/onpolicy/response_length_mean``, ``srft/onpolicy/entropy``, when logged), the SRFT weights (``actor/srft/w_sft_mean`` and ``actor/srft/w_rl_mean``),
 and validation accuracy (``val-core/*/acc/mean@*``) when any run logged it. ``--metrics`` replaces them:
 one panel per argument; an argument may be a glob (``val-core/*/acc/mean@*``) and may join several
 metrics into one panel with ``+`` (``actor/srft/w_sft_mean+actor/srft/w_rl_mean``). A panel whose
@@ -78,6 +78,10 @@ DEFAULT_PANELS: tuple[Panel, ...] = (
     Panel("On-policy solve rate", ("srft/onpolicy_solve_rate",), "fraction solved", optional=True),
     Panel("Response length", ("response_length/mean",), "tokens"),
     Panel("Policy entropy", ("actor/entropy",), "entropy (nats)"),
+    # verl's response_length and actor/entropy of an SRFT run mix demonstrations with rollouts; the paper's
+    # Figure 6 curves are the rollouts' own (logged by the SRFT trainer)
+    Panel("Rollout response length", ("srft/onpolicy/response_length_mean",), "tokens", optional=True),
+    Panel("Rollout entropy", ("srft/onpolicy/entropy",), "entropy (nats)", optional=True),
     Panel("SRFT weights", ("actor/srft/w_sft_mean", "actor/srft/w_rl_mean"), "weight"),
     Panel("Validation accuracy", (VAL_ACC_PATTERN,), "accuracy", optional=True),
 )

@@ -227,6 +227,8 @@ class SRFTTrainer(PPOTrainerSync):
         )
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
         metrics.update(srft_data_metrics(scores, uids, is_demo, truncated, valid))
+        metrics.update(split_metrics("score_mean", scores, is_demo, valid))
+        metrics.update(split_metrics("response_length_mean", padded["response_mask"].float().sum(-1), is_demo, valid))
         return batch
 
     # ------------------------------------------------------------------ actor update
@@ -248,6 +250,8 @@ class SRFTTrainer(PPOTrainerSync):
             per_sample_demo[sel] = demo_tokens[sel].sum()
             per_sample_entropy[sel] = entropy_sum[sel].sum() / tokens[sel].sum().clamp(min=1)
         metrics.update(minibatch_metrics(groups, is_demo, valid, demo_tokens))
+        # token-mean old-policy entropy of rollouts and of demonstrations (verl's actor/entropy mixes both)
+        metrics.update(split_metrics("entropy", entropy_sum, is_demo, valid, weights=tokens))
         if self.srft.dump_minibatches_dir:
             self._dump_minibatches(batch, groups, is_demo, valid, per_sample_demo)
         fields = TensorDict({"srft_demo_num_tokens": per_sample_demo, "srft_batch_entropy": per_sample_entropy},
@@ -312,6 +316,20 @@ def minibatch_metrics(minibatch: torch.Tensor, is_demo: torch.Tensor, valid: tor
     for j, count in enumerate(tokens[:8]):
         metrics[f"srft/minibatch_demo_tokens/{j}"] = count
     return metrics
+
+
+def split_metrics(name: str, values: torch.Tensor, is_demo: torch.Tensor, valid: torch.Tensor,
+                  weights: torch.Tensor | None = None) -> dict:
+    """``srft/onpolicy/<name>`` and ``srft/demo/<name>``: the mean of ``values`` over real rollouts and over
+    demonstrations apart (verl's own ``critic/score``, ``response_length``, ``actor/entropy`` mix the two). With
+    ``weights``, ``sum(values) / sum(weights)`` (per-trajectory sums -> a token mean)."""
+    out = {}
+    for part, sel in (("onpolicy", ~is_demo & valid), ("demo", is_demo & valid)):
+        if sel.any():
+            total = values[sel].float().sum()
+            count = weights[sel].float().sum() if weights is not None else sel.sum().float()
+            out[f"srft/{part}/{name}"] = (total / count.clamp(min=1)).item()
+    return out
 
 
 def srft_data_metrics(scores, uids, is_demo, truncated, valid) -> dict:

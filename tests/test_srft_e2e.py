@@ -63,11 +63,15 @@ def test_srft_main_entry_two_steps(tiny_model_dir, data, tmp_path):
         for key in ("actor/srft/w_sft_mean", "actor/srft/w_sft_min", "actor/srft/w_sft_max", "actor/srft/entropy_demo",
                     "actor/srft/entropy_onpolicy", "actor/srft/offpolicy_pg_loss", "actor/srft/onpolicy_pg_loss",
                     "actor/srft/demo_token_prob", "srft/demo_solve_rate", "srft/onpolicy_solve_rate",
-                    "srft/groups_all_solved_frac", "srft/groups_none_solved_frac", "srft/demo_truncated_count"):
+                    "srft/groups_all_solved_frac", "srft/groups_none_solved_frac", "srft/demo_truncated_count",
+                    "srft/onpolicy/entropy", "srft/demo/entropy", "srft/onpolicy/response_length_mean",
+                    "srft/demo/response_length_mean", "srft/onpolicy/score_mean", "srft/demo/score_mean",
+                    "srft/minibatch_demo_frac_min", "srft/minibatch_demo_frac_max"):
             assert key in m, key
         # w_sft = 0.5 exp(-H) with H the sequence-mean entropy of the demo (paper default)
         assert 0 < m["actor/srft/w_sft_mean"] <= 0.5
         assert m["srft/demo_solve_rate"] == 1.0  # the smoke demonstrations are correct answers
+        assert m["srft/demo/score_mean"] == 1.0 and m["srft/onpolicy/score_mean"] == m["srft/onpolicy_solve_rate"]
         assert m["actor/grad_norm"] > 0
         # rollout/actor agreement is measured on rollouts only (demos have no behaviour log-probs)
         assert m["training/rollout_probs_diff_max"] < 1e-6

@@ -190,3 +190,16 @@ def test_srft_data_metrics():
     assert m["srft/demo_solve_rate"] == 0.5
     assert m["srft/onpolicy_solve_rate"] == 0.75
     assert m["srft/groups_all_solved_frac"] == 0.5 and m["srft/groups_none_solved_frac"] == 0.0
+
+
+def test_split_metrics_separate_rollouts_and_demos():
+    from recipe_srft.trainer import split_metrics
+
+    is_demo = torch.tensor([False, False, True, False])
+    valid = torch.tensor([True, True, True, False])
+    m = split_metrics("score_mean", torch.tensor([1.0, 0.0, 1.0, 5.0]), is_demo, valid)
+    assert m == {"srft/onpolicy/score_mean": 0.5, "srft/demo/score_mean": 1.0}  # padding row left out
+    # token means: entropy sums 2 and 6 over 4 and 2 tokens -> 8 / 6 for rollouts
+    m = split_metrics("entropy", torch.tensor([2.0, 6.0, 3.0, 9.0]), is_demo, valid,
+                      weights=torch.tensor([4.0, 2.0, 3.0, 1.0]))
+    assert m["srft/onpolicy/entropy"] == pytest.approx(8 / 6) and m["srft/demo/entropy"] == pytest.approx(1.0)
