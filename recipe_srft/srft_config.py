@@ -84,6 +84,11 @@ class SRFTConfig:
     replay_poll_interval_s: float = 0.05
     #: The loss switches (Eq. 8-13); clip ratios and the entropy coefficient come from the actor config.
     loss: SRFTLossConfig = field(default_factory=SRFTLossConfig)
+    #: Seconds verl's set-up (worker groups placed, rollout servers, reward workers) may take before the run
+    #: fails with a report of the phase and Ray's resources (recipe_srft.watchdog); null or 0 = no limit.
+    startup_timeout_s: Optional[float] = 1800.0
+    #: Seconds one training step may take, likewise; null or 0 = no limit (long generations on a GPU).
+    step_timeout_s: Optional[float] = None
     #: Directory for one ``step_<N>.pt`` per step with each trajectory's optimizer mini-batch, rank, demo flag,
     #: prompt/response ids and the mini-batch's demo-token count (debugging the batch layout; tests read it).
     dump_minibatches_dir: Optional[str] = None
@@ -102,7 +107,8 @@ class SRFTConfig:
 
 _LOSS_FIELDS = {f.name for f in fields(SRFTLossConfig)}
 _TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats", "demo_rl", "rollout_rl",
-               "demo_fields", "replay_poll_interval_s", "dump_minibatches_dir"}
+               "demo_fields", "replay_poll_interval_s", "dump_minibatches_dir",
+               "startup_timeout_s", "step_timeout_s"}
 #: Loss fields that are taken from verl's actor config, never from ``srft:``.
 _FROM_ACTOR = {"clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff"}
 

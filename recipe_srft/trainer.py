@@ -47,6 +47,7 @@ from .losses import srft_loss_fn
 from .minibatch import minibatch_ids, whole_group_order
 from .srft_config import SRFTConfig, describe, resolve_srft_config
 from .verl_checks import unhonoured_verl_settings
+from .watchdog import PhaseWatchdog
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,16 @@ class SRFTTrainer(PPOTrainerSync):
         print("SRFT configuration:", describe(self.srft), f"(rollouts per prompt n={self.num_rollouts}, "
               f"group size n+m={config.actor_rollout_ref.rollout.n})", flush=True)
         super().__init__(config)
+        self.watchdog = PhaseWatchdog().start()
+
+    def init(self):
+        with self.watchdog.phase("set-up: worker groups, rollout servers, reward workers, checkpoint",
+                                 self.srft.startup_timeout_s):
+            return super().init()
+
+    def step(self, metrics: dict, timing_raw: dict):
+        with self.watchdog.phase(f"training step {self.global_steps}", self.srft.step_timeout_s):
+            return super().step(metrics, timing_raw)
 
     # ------------------------------------------------------------------ set-up
     def _build_replay_buffer(self):

@@ -176,3 +176,18 @@ def test_mixed_sources_resume_consumes_the_same_prompts(tiny_model_dir, tmp_path
     for step in (1, 2, 3):
         assert p_resumed[step] == p_straight[step], f"step {step}: resumed run consumed other prompts"
     assert p_straight[1] != p_straight[2]  # the sampler moves on
+
+
+def test_startup_hang_fails_naming_the_phase_and_ray_resources(tiny_model_dir, data, tmp_path):
+    """The 2-rank hang of a fixed num_cpus=8 (the HF rollout servers never get a CPU) is now a failure whose
+    message names the phase and Ray's resources, instead of a silent wait."""
+    out = tmp_path / "run"
+    extra = ["trainer.n_gpus_per_node=2", "ray_kwargs.ray_init.num_cpus=8", "srft.startup_timeout_s=75",
+             "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
+             "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2"]
+    result = run_trainer(srft_overrides(tiny_model_dir, *data, out, steps=1, extra=extra), out,
+                         entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False, timeout=400)
+    log = (out / "train.log").read_text()
+    assert result.returncode != 0
+    assert "SRFT watchdog: phase 'set-up: worker groups, rollout servers, reward workers, checkpoint' did not finish" in log
+    assert "available resources" in log and "PENDING_CREATION HFRolloutServer" in log, log[-4000:]

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 from .env import CONFIG_DIR, apply_cpu_env
@@ -63,32 +67,156 @@ def prepare_assets(cache: Path) -> tuple[Path, Path, Path]:
     return model, data / "train.parquet", data / "val.parquet"
 
 
+class TrainerTimeout(RuntimeError):
+    """The trainer did not finish within ``timeout`` s; its process tree was killed."""
+
+
+#: Lines the trainer prints when it reaches a phase, in run order: (regex, phase reached).
+#: A timeout names the latest phase seen and the next one in this table as the one that did not finish.
+PHASES = (
+    (r"ray init kwargs", "ray.init called"),  # verl/trainer/main_ppo.py run_ppo, just before ray.init
+    (r"Started a local Ray instance|Connected to Ray cluster", "Ray started"),  # ray/_private/worker.py
+    (r"SRFT configuration:", "SRFT trainer constructed"),  # recipe_srft/trainer.py (absent for stock GRPO)
+    (r"dataset len", "datasets loaded"),  # verl/utils/dataset/rl_dataset.py
+    # trainer_base._setup logs it once RayWorkerGroup got its placement groups (ray.get(pg.ready())) and
+    # spawned the FSDP workers; a pool that does not fit the cluster's resources stops before it
+    (r"create worker group", "FSDP worker group placed"),
+    (r"actor and ref model engine initialized", "FSDP workers initialised"),  # verl/trainer/ppo/v1/trainer_base.py
+    (r"reward loop manager initialized", "reward workers up"),
+    (r"checkpoint engine manager initialized", "rollout servers up"),  # created right after the LLM servers
+    (r"all initialize finished", "initialised, training"),
+)
+#: verl's console logger line "step:N - key:value - ..." (verl/utils/logger/aggregate_logger.py); the
+#: leading space/line start keeps "global_step:" and metric names out.
+STEP_RE = re.compile(r"(?:^|\s)step:(\d+) - ")
+#: recipe_srft.watchdog's report; quoted verbatim in a timeout message.
+WATCHDOG_MARKER = "SRFT watchdog:"
+_PHASE_RES = [(re.compile(pattern), label) for pattern, label in PHASES]
+
+
+class PhaseTracker:
+    """Follows the trainer's output and says how far it got."""
+
+    def __init__(self):
+        self.index = -1  # into PHASES
+        self.step = None
+        self.watchdog: list[str] = []
+        self.ray_started = False  # "ray init kwargs" seen: a timeout must clean up Ray too
+
+    def feed(self, line: str) -> None:
+        self.ray_started = self.ray_started or bool(_PHASE_RES[0][0].search(line))
+        if WATCHDOG_MARKER in line:
+            self.watchdog.append(line.rstrip("\n"))
+        match = STEP_RE.search(line)
+        if match:
+            self.step = int(match.group(1))
+            self.index = len(PHASES) - 1
+            return
+        for i in range(len(PHASES) - 1, self.index, -1):  # only later phases move the tracker
+            if _PHASE_RES[i][0].search(line):
+                self.index = i
+                return
+
+    def reached(self) -> str:
+        if self.step is not None:
+            return f"step {self.step} finished"
+        return PHASES[self.index][1] if self.index >= 0 else "none (no phase marker printed yet)"
+
+    def pending(self) -> str:
+        if self.step is not None:
+            return f"step {self.step + 1}"
+        if self.index + 1 < len(PHASES):
+            return PHASES[self.index + 1][1]
+        return "step 1 (or the initial validation)"
+
+
+def _kill_group(pgid: int) -> None:
+    # The trainer leads its own session (start_new_session): its Ray daemons and workers share its group.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _ray_stop() -> None:
+    """``ray stop --force`` from this venv, best effort: Ray processes that left the trainer's group."""
+    ray = Path(sys.executable).with_name("ray")
+    try:
+        subprocess.run([str(ray), "stop", "--force"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                       timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+
+
 def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.main_ppo",
-                config_dir: Path = CONFIG_DIR, config_name: str | None = None, timeout: int = 900,
-                echo: bool = True) -> subprocess.CompletedProcess:
-    """Runs ``python -m entry`` with the CPU environment; output goes to ``out_dir/train.log``."""
+                config_dir: Path = CONFIG_DIR, config_name: str | None = None, timeout: float = 900,
+                echo: bool = True, env: dict | None = None, ray_stop: bool | None = None
+                ) -> subprocess.CompletedProcess:
+    """Runs ``python -m entry`` with the CPU environment; output goes to ``out_dir/train.log``.
+
+    ``env`` adds variables to the child's environment. Past ``timeout`` s (output or not) the child's
+    process group is killed, then ``ray stop --force`` runs if ``ray_stop`` (default: if the log shows
+    that the trainer started Ray), and :class:`TrainerTimeout` says which phase did not finish.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", entry, "--config-dir", str(config_dir)]
     if config_name:
         cmd += ["--config-name", config_name]
     cmd += overrides
-    env = apply_cpu_env(dict(os.environ))
+    child_env = apply_cpu_env(dict(os.environ))
+    child_env.update(env or {})
     log_path = out_dir / "train.log"
+    lines: list[str] = []
+    tracker = PhaseTracker()
+    deadline = time.monotonic() + timeout
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=out_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1)
-        lines = []
-        try:
+        proc = subprocess.Popen(cmd, cwd=out_dir, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1, start_new_session=True)
+
+        # A thread reads the pipe so that the main thread can enforce the deadline while the child is silent.
+        def pump():
             for line in proc.stdout:
+                if log.closed:  # abandoned below: a process outside the group still holds the pipe
+                    return
                 log.write(line)
+                log.flush()  # a killed run still leaves its full log
                 lines.append(line)
-                if echo and ("step:" in line or "Training Progress" in line or "Error" in line):
+                tracker.feed(line)
+                if echo and ("step:" in line or "Training Progress" in line or "Error" in line
+                             or WATCHDOG_MARKER in line):
                     sys.stdout.write(line)
-            proc.wait(timeout=timeout)
+
+        reader = threading.Thread(target=pump, name="run_trainer-reader", daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            # The pipe closes once every process holding it is gone; leftovers of the trainer's group
+            # (orphaned Ray workers) would keep it open, so bound the drain and then kill them.
+            reader.join(timeout=max(5.0, min(30.0, deadline - time.monotonic())))
+            _kill_group(proc.pid)
+            reader.join(timeout=5)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            proc.wait()
+            reader.join(timeout=5)
+            if ray_stop if ray_stop is not None else tracker.ray_started:
+                _ray_stop()
+            raise TrainerTimeout(_timeout_message(timeout, tracker, log_path, lines)) from None
         except BaseException:
-            proc.kill()
+            _kill_group(proc.pid)
+            proc.wait()
             raise
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
+
+
+def _timeout_message(timeout: float, tracker: PhaseTracker, log_path: Path, lines: list[str]) -> str:
+    parts = [f"trainer did not finish within {timeout:g} s (process group killed): "
+             f"last phase reached: {tracker.reached()}; did not finish: {tracker.pending()}"]
+    parts += tracker.watchdog[-60:]  # each report line carries the marker; a flood must not bury the tail
+    parts.append(f"log: {log_path}")
+    tail = "".join(lines[-20:]).rstrip("\n")
+    parts.append("last log lines:\n" + (tail or "(the trainer printed nothing)"))
+    return "\n".join(parts)
 
 
 def main(argv=None):
