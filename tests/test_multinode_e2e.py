@@ -61,25 +61,6 @@ def two_node_cluster(cpu_env, monkeypatch):
         subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
-@pytest.fixture
-def two_node_cluster(cpu_env, monkeypatch):
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    env = dict(os.environ)
-    port = _free_port()
-    address = f"127.0.0.1:{port}"
-    subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
-    # Node resources are logical. The head holds the task runner, TransferQueue, reward and agent-loop
-    # workers, one FSDP bundle (3 CPUs) and an HF rollout server; the worker node one bundle and a server.
-    _ray(["start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=12", "--num-gpus=1",
-          "--include-dashboard=false", "--disable-usage-stats"], env, "starting the Ray head node")
-    try:
-        _ray(["start", f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=6", "--num-gpus=1"], env,
-             "starting the second Ray node")
-        yield address
-    finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
-
-
 def _ray_state(address: str) -> tuple[list, set]:
     """FSDP worker actors (dead ones too) and alive node ids, from Ray's GCS tables."""
     import ray
