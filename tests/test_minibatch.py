@@ -91,3 +91,16 @@ def test_bad_sizes_are_refused():
         whole_group_order(["a"] * 10, [1] * 10, [False] * 10, dp_size=2, global_mini_batch=4)
     with pytest.raises(ValueError, match="mini-batch"):
         whole_group_order(["a"] * 12, [1] * 12, [False] * 12, dp_size=4, global_mini_batch=6)
+
+
+def test_verl_own_layout_puts_every_demo_in_the_first_minibatch():
+    """The defect this module fixes, reproduced with verl's own balancer: demos arrive first, verl's
+    _balance_batch keeps index order inside each rank's partition -> [128, 0] at the paper's shape."""
+    from verl.utils.seqlen_balancing import calculate_workload, get_seqlen_balanced_partitions
+
+    batch = arrival_batch(128, 8, 1)
+    workload = calculate_workload(torch.tensor([s for _, _, s in batch]))
+    parts = get_seqlen_balanced_partitions(workload, k_partitions=8, equal_size=True)
+    order = [i for part in parts for i in part]
+    where = verl_split(order, 8, 64 * 9)
+    assert [sum(1 for i, (_, d, _) in enumerate(batch) if d and where[i][1] == j) for j in range(2)] == [128, 0]
