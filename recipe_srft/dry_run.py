@@ -590,6 +590,10 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
         experiment_name=trainer.experiment_name,
         checkpoint_dir=trainer.default_local_dir,
         ray_init=OmegaConf.to_container(config.ray_kwargs.ray_init),
+        entropy_precision=("fp32 (actor.entropy_from_logits_with_chunking=true)"
+                           if config.actor_rollout_ref.actor.get("entropy_from_logits_with_chunking") else
+                           "the logits' dtype (bf16 under FSDP mixed precision; set "
+                           "actor_rollout_ref.actor.entropy_from_logits_with_chunking=true for fp32)"),
     )
     for key in ("data.train_files", "data.val_files"):
         value = OmegaConf.select(config, key)
@@ -632,6 +636,7 @@ def format_summary(summary: dict) -> str:
         f"{s['save_freq']} -> {s['checkpoint_dir']}",
         f"  tracking          {s['project_name']}/{s['experiment_name']} logger={s['logger']}",
         f"  ray.init          {s['ray_init']}",
+        f"  entropy (weights) {s['entropy_precision']}",
         f"  verl validate_config: {s['verl_validate_config']}",
         "  verl dataclasses:",
         *[f"    {line}" for line in s["dataclasses"]],

@@ -136,6 +136,8 @@ srft_launch() {
         "actor_rollout_ref.actor.ppo_epochs=${PPO_EPOCHS}"
         "actor_rollout_ref.actor.use_kl_loss=false"
         "actor_rollout_ref.actor.entropy_coeff=${ENTROPY_COEFF}"
+        # the entropy in w_sft = exp(-H) and w_rl = exp(+H): softmax/logsumexp in fp32, not in the logits' bf16
+        "actor_rollout_ref.actor.entropy_from_logits_with_chunking=true"
         "actor_rollout_ref.actor.use_dynamic_bsz=true"
         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=${TOKENS_PER_GPU}"
         "actor_rollout_ref.model.use_remove_padding=true"

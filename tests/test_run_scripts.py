@@ -88,6 +88,7 @@ def test_bash_dry_run_7b_multinode(bash_runs):
     assert "n=8 rollouts + m=1 demos = 9 trajectories per prompt" in out
     assert "128 prompts -> 1152 trajectories per step" in out
     assert "-> 2 optimizer steps per rollout batch" in out
+    assert "entropy (weights) fp32 (actor.entropy_from_logits_with_chunking=true)" in out
     assert "4 node(s) x 8 = 32; rollout vllm TP 2 -> 16 replicas" in out
     assert "'address': 'auto'" in out
     assert "actor_rollout_ref.actor -> FSDPActorConfig" in out
@@ -130,6 +131,7 @@ def test_overrides_mode_lists_the_paper_settings(tmp_path):
                  "actor_rollout_ref.rollout.temperature=1.0", "data.max_prompt_length=1024",
                  "data.max_response_length=8192", "actor_rollout_ref.actor.use_kl_loss=false",
                  "algorithm.use_kl_in_reward=false", "actor_rollout_ref.actor.entropy_coeff=0.001",
+                 "actor_rollout_ref.actor.entropy_from_logits_with_chunking=true",
                  "actor_rollout_ref.rollout.name=vllm", "actor_rollout_ref.rollout.tensor_model_parallel_size=2",
                  "actor_rollout_ref.actor.use_dynamic_bsz=true", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=32768",
                  "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=32768",
