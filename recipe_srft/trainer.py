@@ -73,7 +73,10 @@ def check_verl_config(config, srft: SRFTConfig) -> None:
         problems.append("algorithm.use_kl_in_reward=true: SRFT has no KL term; set it to false")
     if config.actor_rollout_ref.actor.get("shuffle", False):
         problems.append("actor_rollout_ref.actor.shuffle=true: the SFT term is normalised over the demo tokens of each "
-                        "optimizer mini-batch, which needs verl's unshuffled split; set it to false")
+                        "optimizer mini-batch, which the trainer counts before the update from the batch layout; verl "
+                        "would reshuffle the rows inside each rank every epoch, so those counts (and the whole-group "
+                        "mini-batches) would no longer hold. Set it to false: the trainer already spreads whole groups "
+                        "evenly over the mini-batches")
     if config.actor_rollout_ref.actor.get("ppo_epochs", 1) != 1 and srft.loss.entropy_scope == "batch":
         problems.append("entropy_scope=batch uses the old policy's entropy per mini-batch; with ppo_epochs>1 use "
                         "srft.entropy_scope=sequence")

@@ -203,3 +203,14 @@ def test_split_metrics_separate_rollouts_and_demos():
     m = split_metrics("entropy", torch.tensor([2.0, 6.0, 3.0, 9.0]), is_demo, valid,
                       weights=torch.tensor([4.0, 2.0, 3.0, 1.0]))
     assert m["srft/onpolicy/entropy"] == pytest.approx(8 / 6) and m["srft/demo/entropy"] == pytest.approx(1.0)
+
+
+def test_shuffle_is_refused_with_the_reason():
+    from recipe_srft.dry_run import compose_config
+    from recipe_srft.trainer import check_verl_config, srft_config_from
+
+    config = compose_config(["actor_rollout_ref.actor.shuffle=true"])
+    with pytest.raises(ValueError, match="reshuffle the rows inside each rank every epoch"):
+        check_verl_config(config, srft_config_from(config))
+    config = compose_config([])
+    check_verl_config(config, srft_config_from(config))  # the recipe's defaults pass
