@@ -163,7 +163,7 @@ class SRFTTrainer(PPOTrainerSync):
         extras = [_item(data["extra_fields"], i) for i in range(len(batch))]
         is_demo = torch.tensor([int((e or {}).get("srft_is_demo", 0)) for e in extras], dtype=torch.bool)
         truncated = torch.tensor([int((e or {}).get("srft_demo_truncated", 0)) for e in extras], dtype=torch.bool)
-        valid = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
+        valid = ~_padding_mask(batch)
         return is_demo & valid, truncated & valid, valid
 
     # ------------------------------------------------------------------ batch layout
@@ -178,7 +178,7 @@ class SRFTTrainer(PPOTrainerSync):
         order, rank_indices = whole_group_order(
             group_ids=[_group_of_key(key) for key in batch.keys],
             seq_lens=seq_lens,
-            is_padding=[bool(tag.get("is_padding", False)) for tag in batch.tags],
+            is_padding=_padding_mask(batch).tolist(),
             dp_size=dp_size,
             global_mini_batch=self._global_mini_batch(),
             balance=bool(self.config.trainer.get("balance_batch", True)),
@@ -256,7 +256,7 @@ class SRFTTrainer(PPOTrainerSync):
         demo_tokens = (mask * is_demo[:, None]).sum(-1)
         tokens = mask.sum(-1)
         entropy_sum = (padded["entropy"].float() * mask).sum(-1)
-        valid = torch.tensor([not tag.get("is_padding", False) for tag in batch.tags], dtype=torch.bool)
+        valid = ~_padding_mask(batch)
         per_sample_demo = torch.zeros(len(batch))
         per_sample_entropy = torch.zeros(len(batch))
         for g in groups.unique():
@@ -300,6 +300,11 @@ class SRFTTrainer(PPOTrainerSync):
         if "actor" not in wg._dispatch_info:
             wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
         return max(wg._dispatch_info["actor"]) + 1
+
+
+def _padding_mask(batch) -> torch.Tensor:
+    """``[B]`` bool: verl's no-op padding rows (tag ``is_padding``, added by its upsampling) of a KVBatchMeta."""
+    return torch.tensor([bool(tag.get("is_padding", False)) for tag in batch.tags], dtype=torch.bool)
 
 
 def _group_of_key(key: str) -> str:
