@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from .env import CONFIG_DIR, apply_cpu_env
+from ..watchdog import REPORT_PREFIX
 
 
 def smoke_overrides(model: str, train_files: str, val_files: str, out_dir: str, steps: int = 2,
@@ -89,8 +90,8 @@ PHASES = (
 #: verl's console logger line "step:N - key:value - ..." (verl/utils/logger/aggregate_logger.py); the
 #: leading space/line start keeps "global_step:" and metric names out.
 STEP_RE = re.compile(r"(?:^|\s)step:(\d+) - ")
-#: recipe_srft.watchdog's report; quoted verbatim in a timeout message.
-WATCHDOG_MARKER = "SRFT watchdog:"
+#: recipe_srft.watchdog's report prefix; its lines are quoted verbatim in a timeout message.
+WATCHDOG_MARKER = REPORT_PREFIX
 _PHASE_RES = [(re.compile(pattern), label) for pattern, label in PHASES]
 
 
