@@ -590,6 +590,7 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
         experiment_name=trainer.experiment_name,
         checkpoint_dir=trainer.default_local_dir,
         ray_init=OmegaConf.to_container(config.ray_kwargs.ray_init),
+        rl_aggregation=_rl_aggregation(config.actor_rollout_ref.actor, srft),
         entropy_precision=("fp32 (actor.entropy_from_logits_with_chunking=true)"
                            if config.actor_rollout_ref.actor.get("entropy_from_logits_with_chunking") else
                            "the logits' dtype (bf16 under FSDP mixed precision; set "
@@ -614,6 +615,21 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
     return summary
 
 
+def _rl_aggregation(actor, srft) -> str:
+    """One line: how L_rl is normalised (docs/defaults.md, row loss_agg_mode) and over which rows."""
+    mode = actor.get("loss_agg_mode")
+    text = {
+        "seq-mean-token-mean": "per sequence 1/|y|, then mean over the sequences (paper)",
+        "token-mean": "sum over tokens / tokens of the mini-batch",
+        "token-sum": "sum over tokens",
+        "seq-mean-token-sum": "sum per sequence, mean over the sequences",
+        "seq-mean-token-sum-norm": f"sum over tokens / (sequences x {actor.get('loss_scale_factor') or 'T'})",
+    }.get(mode, "?")
+    rows = {(True, True): "demos + rollouts", (False, True): "rollouts only (demos carry no RL term)",
+            (True, False): "demos only", (False, False): "none (no RL term)"}[(srft.loss.demo_rl, srft.loss.rollout_rl)]
+    return f"{mode}: {text}; over {rows}; entropy bonus token-mean over all response tokens"
+
+
 def format_summary(summary: dict) -> str:
     s = summary
     lines = [
@@ -636,6 +652,7 @@ def format_summary(summary: dict) -> str:
         f"{s['save_freq']} -> {s['checkpoint_dir']}",
         f"  tracking          {s['project_name']}/{s['experiment_name']} logger={s['logger']}",
         f"  ray.init          {s['ray_init']}",
+        f"  RL aggregation    {s['rl_aggregation']}",
         f"  entropy (weights) {s['entropy_precision']}",
         f"  verl validate_config: {s['verl_validate_config']}",
         "  verl dataclasses:",

@@ -10,8 +10,9 @@ One loss over a mini-batch that mixes demonstrations (``is_demo``) and the polic
 * (c) Eq. 11-12, on-policy RL on rollout tokens, positives weighted by ``w_rl = pos_coef * sg(exp(+H))``:
   either verl's clipped (dual-clip) surrogate with ``w_rl`` on positive samples ("ratio" form), or the paper's
   literal REINFORCE form ``loss_t = -c * log pi_theta(y_t)``, ``c = w_rl`` (positive) / ``-1`` (negative).
-* Eq. 13: ``L = L_rl + L_sft - entropy_coeff * mean(H)``, where ``L_rl`` aggregates (b) and (c) over all
-  response tokens with verl's ``loss_agg_mode``.
+* Eq. 13: ``L = L_rl + L_sft - entropy_coeff * mean(H)``, where ``L_rl`` aggregates (b) and (c) with verl's
+  ``loss_agg_mode`` over the tokens that carry an RL term (demonstration tokens only when ``demo_rl``, rollout
+  tokens only when ``rollout_rl``), and the entropy bonus is a token-mean over all response tokens.
 
 The file provides the configuration (:class:`SRFTLossConfig`), a pure tensor function
 (:func:`compute_srft_loss`) and a thin adapter with verl's loss-callable signature (:func:`srft_loss_fn`).
@@ -59,6 +60,8 @@ _GLOBAL_INFO_KEYS = (
     "dp_size",
     "batch_num_tokens",
     "demo_num_tokens",
+    "rl_num_tokens",
+    "rl_num_seqs",
     "global_batch_size",
     "batch_entropy",
     "loss_scale_factor",
@@ -98,6 +101,14 @@ class SRFTLossConfig:
         offpolicy_gamma (`float`, *optional*, defaults to `0.1`):
             The `gamma` of the `"luffy"` shaping; must be `> 0`.
 
+        > Which rows carry an RL term (Eq. 9-12)
+
+        demo_rl (`bool`, *optional*, defaults to `True`):
+            Demonstrations receive the off-policy RL term (Eq. 9-10). `False` (`sft_plus_rl`, `sft_only`): they
+            get advantage 0 and their tokens leave the RL denominators.
+        rollout_rl (`bool`, *optional*, defaults to `True`):
+            Rollouts receive the on-policy RL term (Eq. 11-12). `False` (`sft_only`): advantage 0, no RL term.
+
         > Parameters of the on-policy RL term on rollouts (Eq. 11-12)
 
         pos_coef (`float`, *optional*, defaults to `0.1`):
@@ -114,6 +125,9 @@ class SRFTLossConfig:
             positive samples and `c = -1` for negative ones (paper Eq. 12). Negative means `A < 0`
             (`positive_by="advantage"`) or `r <= 0.5` (`positive_by="reward"`); with `positive_by="advantage"`
             a rollout with `A == 0` (e.g. an all-correct group) is neither and gets `c = 0`.
+        onpolicy_clip (`bool`, *optional*, defaults to `True`):
+            `"ratio"` form only. `True`: verl's clipped surrogate with dual clip. `False`: the plain ratio,
+            `loss_t = -A * ratio` (LUFFY's and HPT's published scripts, `loss_remove_clip=True`).
         clip_ratio_low (`float`, *optional*, defaults to `0.2`):
             Lower PPO clip `eps_low` of the `"ratio"` form: the ratio is clipped to `[1 - eps_low, 1 + eps_high]`.
         clip_ratio_high (`float`, *optional*, defaults to `0.2`):
@@ -182,6 +196,10 @@ class SRFTLossConfig:
     clip_ratio_low: float = field(default=0.2, metadata={"help": "Lower clip eps_low of the ratio (Eq. 11)."})
     clip_ratio_high: float = field(default=0.2, metadata={"help": "Upper clip eps_high of the ratio (Eq. 11)."})
     clip_ratio_c: float = field(default=3.0, metadata={"help": "Dual-clip constant for A < 0 (Eq. 11)."})
+    onpolicy_clip: bool = field(default=True, metadata={"help": "Clip the ratio (verl) or not (LUFFY/HPT) (Eq. 11)."})
+    # Eq. 9-12: which rows carry an RL term (their tokens alone make the RL denominators)
+    demo_rl: bool = field(default=True, metadata={"help": "Demonstrations get the off-policy RL term (Eq. 9-10)."})
+    rollout_rl: bool = field(default=True, metadata={"help": "Rollouts get the on-policy RL term (Eq. 11-12)."})
     # Eq. 8 on/off
     use_sft: bool = field(default=True, metadata={"help": "Include the SFT term of Eq. 8."})
     # Eq. 13: entropy bonus
@@ -193,8 +211,9 @@ class SRFTLossConfig:
             # bool is an int subclass: do not accept True/False as +-1.
             if isinstance(value, bool) or value not in allowed:
                 raise ValueError(f"SRFTLossConfig.{name} must be one of {list(allowed)}, got {value!r}.")
-        if not isinstance(self.use_sft, bool):
-            raise ValueError(f"SRFTLossConfig.use_sft must be one of [True, False], got {self.use_sft!r}.")
+        for name in ("use_sft", "onpolicy_clip", "demo_rl", "rollout_rl"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"SRFTLossConfig.{name} must be one of [True, False], got {getattr(self, name)!r}.")
         _check_real(self, "sft_coef", lambda v: v >= 0, ">= 0")
         _check_real(self, "pos_coef", lambda v: v >= 0, ">= 0")
         _check_real(self, "offpolicy_gamma", lambda v: v > 0, "> 0")
@@ -241,11 +260,15 @@ def _per_sample(x: torch.Tensor, batch_size: int, name: str) -> torch.Tensor:
     return x.reshape(batch_size)
 
 
-def _safe_agg(loss_mat, mask, loss_agg_mode, info) -> torch.Tensor:
-    """verl's `agg_loss` with denominators that are never 0 (an empty selection aggregates to exactly 0)."""
+def _safe_agg(loss_mat, mask, loss_agg_mode, info, num_tokens=None, num_seqs=None) -> torch.Tensor:
+    """verl's `agg_loss` with denominators that are never 0 (an empty selection aggregates to exactly 0).
+
+    `num_tokens` / `num_seqs` (global counts over the optimizer mini-batch) replace verl's `batch_num_tokens` /
+    `global_batch_size` when `mask` selects a subset of the response tokens.
+    """
     dp_size = info["dp_size"]
-    batch_num_tokens = info["batch_num_tokens"]
-    global_batch_size = info["global_batch_size"]
+    batch_num_tokens = info["batch_num_tokens"] if num_tokens is None else num_tokens
+    global_batch_size = info["global_batch_size"] if num_seqs is None else num_seqs
     if batch_num_tokens is not None:
         batch_num_tokens = max(batch_num_tokens, 1)
     elif dp_size == 1 and loss_agg_mode == "token-mean":
@@ -296,9 +319,12 @@ def compute_srft_loss(
       batch, or `global_info["demo_num_tokens"]` (then multiplied by `dp_size`, like verl's `agg_loss`). It is
       always a token-mean over demo tokens, independent of `loss_agg_mode`.
     * `L_rl`: the off-policy term (Eq. 9-10) on demo rows and the on-policy term (Eq. 11 "ratio" or Eq. 12
-      "reinforce") on rollout rows, one per-token matrix aggregated over *all* response tokens with
-      `loss_agg_mode` (verl's `agg_loss`).
-    * Entropy bonus (Eq. 13): `agg(H)` over all response tokens, same mode; its gradient flows through `entropy`.
+      "reinforce") on rollout rows, one per-token matrix aggregated with `loss_agg_mode` (verl's `agg_loss`)
+      over the tokens that carry an RL term: demo rows only if `cfg.demo_rl`, rollout rows only if
+      `cfg.rollout_rl`. Its global denominators are `global_info["rl_num_tokens"]` / `["rl_num_seqs"]`; when
+      every row carries an RL term they default to verl's `batch_num_tokens` / `global_batch_size`.
+    * Entropy bonus (Eq. 13): token-mean of H over all response tokens (`batch_num_tokens`), whatever
+      `loss_agg_mode` is (LUFFY and HPT take a token-mean); its gradient flows through `entropy`.
 
     Entropy enters the weights `w_sft`, `w_rl` detached. No NaN: a batch without demo tokens gives exactly 0 for
     the SFT and the off-policy terms, and an all-masked batch gives 0.
@@ -317,7 +343,8 @@ def compute_srft_loss(
             `SUPPORTED_LOSS_AGG_MODES`.
         global_info (`dict` or `None`): optimizer mini-batch statistics making the loss of one micro-batch a
             partial sum (sum over micro-batches, gradient-average over dp ranks = the single-batch loss):
-            `dp_size`, `batch_num_tokens`, `demo_num_tokens`, `global_batch_size`, and optionally
+            `dp_size`, `batch_num_tokens`, `demo_num_tokens`, `global_batch_size`, `rl_num_tokens` and
+            `rl_num_seqs` (response tokens / non-empty rows carrying an RL term), and optionally
             `batch_entropy` (entropy scope "batch") and `loss_scale_factor` ("seq-mean-token-sum-norm").
 
     Returns:
@@ -338,6 +365,17 @@ def compute_srft_loss(
     demo_rows = _per_sample(is_demo, batch_size, "is_demo").bool()
     demo_mask = mask & demo_rows[:, None]
     on_mask = mask & ~demo_rows[:, None]
+    rl_rows = (demo_rows & cfg.demo_rl) | (~demo_rows & cfg.rollout_rl)
+    rl_mask = mask & rl_rows[:, None]
+    rl_num_tokens, rl_num_seqs = info["rl_num_tokens"], info["rl_num_seqs"]
+    if not (cfg.demo_rl and cfg.rollout_rl) and (dp_size > 1 or info["batch_num_tokens"] is not None
+                                                 or info["global_batch_size"] is not None):
+        if (loss_agg_mode == "token-mean" and rl_num_tokens is None) or (
+                loss_agg_mode.startswith("seq-mean") and rl_num_seqs is None):
+            raise ValueError(
+                "global_info['rl_num_tokens'] and ['rl_num_seqs'] are required when only some rows carry an RL "
+                "term (demo_rl or rollout_rl is False): verl's batch counts include the rows without one."
+            )
     if rewards is not None:
         rewards = _per_sample(rewards, batch_size, "rewards")
     elif cfg.positive_by == "reward":
@@ -413,26 +451,37 @@ def compute_srft_loss(
         log_ratio = torch.clamp(lp - old, min=-_LOG_RATIO_CLAMP, max=_LOG_RATIO_CLAMP)
         ratio = torch.exp(log_ratio)
         pg_unclipped = -adv * ratio
-        pg_clipped = -adv * torch.clamp(ratio, 1 - cfg.clip_ratio_low, 1 + cfg.clip_ratio_high)
-        pg_max = torch.maximum(pg_unclipped, pg_clipped)
-        pg_dual = torch.minimum(pg_max, -adv * cfg.clip_ratio_c)
-        pg = torch.where(adv < 0, pg_dual, pg_max)
+        if cfg.onpolicy_clip:
+            pg_clipped = -adv * torch.clamp(ratio, 1 - cfg.clip_ratio_low, 1 + cfg.clip_ratio_high)
+            pg_max = torch.maximum(pg_unclipped, pg_clipped)
+            pg_dual = torch.minimum(pg_max, -adv * cfg.clip_ratio_c)
+            pg = torch.where(adv < 0, pg_dual, pg_max)
+        else:  # LUFFY / HPT scripts (loss_remove_clip=True): the plain ratio
+            pg = pg_unclipped
         on_tok = torch.where(positive, w_rl * pg, pg)
         if on_mask.any():
-            clipfrac = _masked_mean_item((pg_clipped > pg_unclipped).to(lp.dtype), on_mask)
-            clipfrac_lower = _masked_mean_item(((pg_max > pg_dual) & (adv < 0)).to(lp.dtype), on_mask)
+            if cfg.onpolicy_clip:
+                clipfrac = _masked_mean_item((pg_clipped > pg_unclipped).to(lp.dtype), on_mask)
+                clipfrac_lower = _masked_mean_item(((pg_max > pg_dual) & (adv < 0)).to(lp.dtype), on_mask)
+            else:
+                clipfrac = clipfrac_lower = 0.0
             ppo_kl = _masked_mean_item(-log_ratio, on_mask)
     else:
         # Eq. 12: c = w_rl for positives, -1 for negatives, 0 for neither (A == 0 with positive_by="advantage").
         coef = torch.where(positive, w_rl, torch.where(negative, -torch.ones_like(lp), zeros))
         on_tok = -coef * lp
 
-    # ---- L_rl: (b) and (c) over all response tokens with loss_agg_mode ----
+    # ---- L_rl: (b) and (c) with loss_agg_mode over the tokens that carry an RL term ----
     rl_mat = torch.where(demo_mask, off_tok, torch.where(on_mask, on_tok, zeros))
-    rl_loss = _safe_agg(rl_mat, mask, loss_agg_mode, info)
+    rl_mat = torch.where(rl_mask, rl_mat, zeros)
 
-    # ---- Eq. 13 ----
-    entropy_loss = _safe_agg(ent, mask, loss_agg_mode, info)
+    def _rl_agg(mat):
+        return _safe_agg(mat, rl_mask, loss_agg_mode, info, num_tokens=rl_num_tokens, num_seqs=rl_num_seqs)
+
+    rl_loss = _rl_agg(rl_mat)
+
+    # ---- Eq. 13: entropy bonus, token-mean over all response tokens ----
+    entropy_loss = _safe_agg(ent, mask, "token-mean", info)
     loss = rl_loss + sft_loss
     if cfg.entropy_coeff != 0:
         loss = loss - cfg.entropy_coeff * entropy_loss
@@ -440,8 +489,8 @@ def compute_srft_loss(
     # ---- metrics (python floats; local to this micro-batch except the loss partial sums) ----
     with torch.no_grad():
         # The two RL parts share the denominators of rl_loss, so offpolicy + onpolicy == rl_loss.
-        offpolicy_loss = _safe_agg(torch.where(demo_mask, off_tok, zeros), mask, loss_agg_mode, info)
-        onpolicy_loss = _safe_agg(torch.where(on_mask, on_tok, zeros), mask, loss_agg_mode, info)
+        offpolicy_loss = _rl_agg(torch.where(demo_mask, rl_mat, zeros))
+        onpolicy_loss = _rl_agg(torch.where(on_mask, rl_mat, zeros))
     metrics: dict[str, float] = {
         "srft/sft_loss": sft_loss.detach().item(),
         "srft/offpolicy_pg_loss": offpolicy_loss.item(),
@@ -450,6 +499,7 @@ def compute_srft_loss(
         "srft/entropy_loss": entropy_loss.detach().item(),
         "srft/num_demo_tokens": float(num_demo_tokens),
         "srft/num_onpolicy_tokens": float(on_mask.sum().item()),
+        "srft/num_rl_tokens": float(rl_mask.sum().item()),
     }
     if num_demo_tokens > 0:
         if cfg.use_sft:
@@ -469,7 +519,7 @@ def compute_srft_loss(
     return loss, metrics
 
 
-_LOSS_METRICS = ("srft/offpolicy_pg_loss", "srft/onpolicy_pg_loss", "srft/rl_loss", "srft/entropy_loss")
+_LOSS_METRICS = ("srft/offpolicy_pg_loss", "srft/onpolicy_pg_loss", "srft/rl_loss")
 
 
 def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLossConfig):
@@ -483,6 +533,8 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
         * `is_demo` (`[B]` or `[B, 1]`, bool/int), `srft_rewards` (`[B]`, the sequence reward);
         * `srft_demo_num_tokens` (`[B]`, every element = demo-token count of the whole optimizer mini-batch,
           over micro-batches and dp ranks);
+        * `srft_rl_num_tokens`, `srft_rl_num_seqs` (`[B]`, likewise: response tokens and non-empty rows of the
+          mini-batch that carry an RL term, the denominators of `L_rl`);
         * optional `srft_batch_entropy` (`[B]`, every element = mean entropy of the optimizer mini-batch);
         * non-tensor `dp_size`, `batch_num_tokens`, `global_batch_size` (set by verl's engine).
     `model_output` must contain `log_probs` and `entropy` (set `actor_rollout_ref.actor.calculate_entropy=True`).
@@ -501,7 +553,8 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
     global_batch_size = tu.get_non_tensor_data(data=data, key="global_batch_size", default=None)
     loss_scale_factor = getattr(config, "loss_scale_factor", None)
 
-    required = ["response_mask", "old_log_probs", "advantages", "is_demo", "srft_rewards", "srft_demo_num_tokens"]
+    required = ["response_mask", "old_log_probs", "advantages", "is_demo", "srft_rewards", "srft_demo_num_tokens",
+                "srft_rl_num_tokens", "srft_rl_num_seqs"]
     missing = [key for key in required if key not in data.keys()]
     if missing:
         raise KeyError(f"SRFT loss: the micro-batch lacks {missing}; the SRFT trainer must provide them.")
@@ -519,6 +572,8 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
         return values[0].item()
 
     demo_num_tokens = _batch_constant("srft_demo_num_tokens")
+    rl_num_tokens = _batch_constant("srft_rl_num_tokens")
+    rl_num_seqs = _batch_constant("srft_rl_num_seqs")
     batch_entropy = _batch_constant("srft_batch_entropy") if "srft_batch_entropy" in fields else None
     global_info = {
         "dp_size": dp_size,
@@ -526,6 +581,8 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
         "global_batch_size": global_batch_size,
         "loss_scale_factor": loss_scale_factor,
         "demo_num_tokens": None if demo_num_tokens is None else int(round(demo_num_tokens)),
+        "rl_num_tokens": None if rl_num_tokens is None else int(round(rl_num_tokens)),
+        "rl_num_seqs": None if rl_num_seqs is None else int(round(rl_num_seqs)),
         "batch_entropy": batch_entropy,
     }
 
@@ -548,16 +605,19 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
     )
     rl_aggregation = AggregationType.SUM if rl_globally_normalised else AggregationType.MEAN
     sft_aggregation = AggregationType.SUM if global_info["demo_num_tokens"] is not None else AggregationType.MEAN
+    entropy_aggregation = AggregationType.SUM if (dp_size > 1 or batch_num_tokens is not None) else AggregationType.MEAN
 
     metrics: dict[str, Any] = {}
     for key, value in raw_metrics.items():
         if key == "srft/sft_loss":
             metrics[key] = Metric(value=value, aggregation=sft_aggregation)
+        elif key == "srft/entropy_loss":
+            metrics[key] = Metric(value=value, aggregation=entropy_aggregation)
         elif key in _LOSS_METRICS:
             metrics[key] = Metric(value=value, aggregation=rl_aggregation)
         else:
             metrics[key] = value
     # Same names as ppo_loss so the usual dashboards keep working.
     metrics["actor/pg_loss"] = Metric(value=raw_metrics["srft/rl_loss"], aggregation=rl_aggregation)
-    metrics["actor/entropy_loss"] = Metric(value=raw_metrics["srft/entropy_loss"], aggregation=rl_aggregation)
+    metrics["actor/entropy_loss"] = Metric(value=raw_metrics["srft/entropy_loss"], aggregation=entropy_aggregation)
     return loss, metrics

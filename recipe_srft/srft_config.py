@@ -11,7 +11,8 @@ Presets (the paper's comparisons, Tables 2-3):
 ``srft``      the paper's method: 1 demo per group, SFT w_sft = 0.5 exp(-H), w_rl = 0.1 exp(+H) on
               positives, LUFFY shaping of the off-policy term, std-normalised group advantages
 ``grpo``      plain GRPO: no demonstrations, no SFT term, unweighted clipped surrogate
-``luffy``     LUFFY: demo in the group, p/(p+0.1) shaping, no SFT term, no w_rl, no std normalisation
+``luffy``     LUFFY's published script: demo in the group, p/(p+0.1) shaping, no SFT term, no w_rl, no std
+              normalisation, unclipped ratio, and its aggregation (:data:`PRESET_VERL`)
 ``sft_plus_rl`` single-stage SFT + GRPO: unweighted SFT on demos (w = 1), GRPO on rollouts; demos take no
               RL term and stay out of the group statistics
 ``no_w_sft``  SRFT with a constant SFT weight 1.0 (Table 3, "w/o w_sft")
@@ -34,8 +35,6 @@ _SRFT = dict(
     demo_reward="verifier",
     norm_adv_by_std=True,
     demos_in_group_stats=True,
-    demo_rl=True,
-    rollout_rl=True,
     use_sft=True,
     sft_weighting="entropy",
     sft_coef=0.5,
@@ -43,12 +42,16 @@ _SRFT = dict(
     pos_weighting="entropy",
     pos_coef=0.1,
     offpolicy_shaping="luffy",
+    onpolicy_clip=True,
+    demo_rl=True,
+    rollout_rl=True,
 )
 
 PRESETS: dict[str, dict[str, Any]] = {
     "srft": dict(_SRFT),
     "grpo": dict(_SRFT, demos_per_prompt=0, use_sft=False, pos_weighting="constant", pos_coef=1.0),
-    "luffy": dict(_SRFT, use_sft=False, pos_weighting="constant", pos_coef=1.0, norm_adv_by_std=False),
+    "luffy": dict(_SRFT, use_sft=False, pos_weighting="constant", pos_coef=1.0, norm_adv_by_std=False,
+                  onpolicy_clip=False),
     "sft_plus_rl": dict(_SRFT, sft_weighting="constant", sft_coef=1.0, pos_weighting="constant", pos_coef=1.0,
                         demos_in_group_stats=False, demo_rl=False),
     "no_w_sft": dict(_SRFT, sft_weighting="constant", sft_coef=1.0),
@@ -58,6 +61,32 @@ PRESETS: dict[str, dict[str, Any]] = {
     "custom": {},
 }
 PRESET_KEYS = tuple(_SRFT)
+
+#: Rows per micro-batch per GPU in LUFFY's script (``ppo_micro_batch_size=64`` over 8 GPUs). LUFFY divides each
+#: micro-batch's token sum by the padded response length T and by the micro-batches per optimizer step, which
+#: is verl's ``seq-mean-token-sum-norm`` with ``loss_scale_factor = T / LUFFY_MICRO_ROWS_PER_GPU``.
+LUFFY_MICRO_ROWS_PER_GPU = 8
+
+#: verl settings that are part of what a preset reproduces: key -> (required value, why). ``None`` as the
+#: value means "must be set" (any non-null value). ``check_verl_config`` refuses a contradiction at start-up.
+PRESET_VERL: dict[str, dict[str, tuple]] = {
+    "luffy": {
+        "actor_rollout_ref.actor.loss_agg_mode": (
+            "seq-mean-token-sum-norm", "LUFFY sums the RL loss over tokens and divides by the response length"),
+        "actor_rollout_ref.actor.loss_scale_factor": (
+            None, f"LUFFY's constant is max_response_length / {LUFFY_MICRO_ROWS_PER_GPU} (1024 for its 8192 tokens)"),
+    },
+}
+
+
+def preset_verl_overrides(preset: str, max_response_length: int) -> list[str]:
+    """Hydra overrides of the verl settings :data:`PRESET_VERL` ties to ``preset`` (empty for most presets).
+
+    ``run_scripts/_common.sh`` writes the same overrides in bash (tests/test_run_scripts.py checks they agree)."""
+    if preset != "luffy":
+        return []
+    return ["actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm",
+            f"actor_rollout_ref.actor.loss_scale_factor={max(1, max_response_length // LUFFY_MICRO_ROWS_PER_GPU)}"]
 
 
 @dataclass
@@ -74,10 +103,6 @@ class SRFTConfig:
     #: Eq. 7: demonstrations enter the group mean/std (paper) or not (LUFFY's grpo_split); they get an
     #: advantage from the statistics either way.
     demos_in_group_stats: bool = True
-    #: Demonstrations receive the off-policy RL term (Eq. 9-10); False gives them advantage 0 (SFT only).
-    demo_rl: bool = True
-    #: Rollouts receive the on-policy RL term (Eq. 11-12); False gives them advantage 0 (SFT-only baseline).
-    rollout_rl: bool = True
     #: Columns holding the demonstration(s), first found wins: LUFFY's ``target`` chat list or a ``demo`` string.
     demo_fields: tuple = ("target", "demo")
     #: Seconds between polls of verl's replay buffer (verl's default of 2 s dominates small runs).
@@ -106,7 +131,7 @@ class SRFTConfig:
 
 
 _LOSS_FIELDS = {f.name for f in fields(SRFTLossConfig)}
-_TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats", "demo_rl", "rollout_rl",
+_TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats",
                "demo_fields", "replay_poll_interval_s", "dump_minibatches_dir",
                "startup_timeout_s", "step_timeout_s"}
 #: Loss fields that are taken from verl's actor config, never from ``srft:``.

@@ -46,7 +46,7 @@ from .demos import extract_demos
 from .losses import srft_loss_fn
 from .minibatch import minibatch_ids, whole_group_order
 from .srft_config import SRFTConfig, describe, resolve_srft_config
-from .verl_checks import unhonoured_verl_settings
+from .verl_checks import preset_verl_conflicts, unhonoured_verl_settings
 from .watchdog import PhaseWatchdog
 
 logger = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def check_verl_config(config, srft: SRFTConfig) -> None:
     if config.trainer.v1.get("trainer_mode") != "srft":
         problems.append(f"trainer.v1.trainer_mode={config.trainer.v1.get('trainer_mode')}: expected srft")
     problems += unhonoured_verl_settings(config)
+    problems += preset_verl_conflicts(config, srft.preset)
     if problems:
         raise ValueError("SRFT cannot run with this configuration:\n  - " + "\n  - ".join(problems))
 
@@ -225,8 +226,8 @@ class SRFTTrainer(PPOTrainerSync):
             rewards, uids, is_demo, valid,
             norm_by_std=self.srft.norm_adv_by_std,
             demos_in_stats=self.srft.demos_in_group_stats,
-            demo_rl=self.srft.demo_rl,
-            rollout_rl=self.srft.rollout_rl,
+            demo_rl=self.srft.loss.demo_rl,
+            rollout_rl=self.srft.loss.rollout_rl,
         )
         mask = padded["response_mask"].float()
         advantages = adv[:, None] * mask
@@ -257,18 +258,26 @@ class SRFTTrainer(PPOTrainerSync):
         tokens = mask.sum(-1)
         entropy_sum = (padded["entropy"].float() * mask).sum(-1)
         valid = ~_padding_mask(batch)
+        # rows whose tokens carry an RL term: their tokens and rows are the denominators of L_rl
+        carries_rl = (is_demo & self.srft.loss.demo_rl) | (~is_demo & self.srft.loss.rollout_rl)
+        rl_tokens = tokens * carries_rl
         per_sample_demo = torch.zeros(len(batch))
         per_sample_entropy = torch.zeros(len(batch))
+        per_sample_rl_tokens = torch.zeros(len(batch))
+        per_sample_rl_seqs = torch.zeros(len(batch))
         for g in groups.unique():
             sel = groups == g
             per_sample_demo[sel] = demo_tokens[sel].sum()
             per_sample_entropy[sel] = entropy_sum[sel].sum() / tokens[sel].sum().clamp(min=1)
+            per_sample_rl_tokens[sel] = rl_tokens[sel].sum()
+            per_sample_rl_seqs[sel] = (rl_tokens[sel] > 0).sum().float()
         metrics.update(minibatch_metrics(groups, is_demo, valid, demo_tokens))
         # token-mean old-policy entropy of rollouts and of demonstrations (verl's actor/entropy mixes both)
         metrics.update(split_metrics("entropy", entropy_sum, is_demo, valid, weights=tokens))
         if self.srft.dump_minibatches_dir:
             self._dump_minibatches(batch, groups, is_demo, valid, per_sample_demo)
-        fields = TensorDict({"srft_demo_num_tokens": per_sample_demo, "srft_batch_entropy": per_sample_entropy},
+        fields = TensorDict({"srft_demo_num_tokens": per_sample_demo, "srft_batch_entropy": per_sample_entropy,
+                             "srft_rl_num_tokens": per_sample_rl_tokens, "srft_rl_num_seqs": per_sample_rl_seqs},
                             batch_size=len(batch))
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         return super()._update_actor(batch, metrics)

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import OmegaConf
 
-__all__ = ["REFUSED", "Refusal", "unhonoured_verl_settings"]
+__all__ = ["REFUSED", "Refusal", "preset_verl_conflicts", "unhonoured_verl_settings"]
 
 
 class Refusal(NamedTuple):
@@ -88,6 +88,28 @@ def unhonoured_verl_settings(config) -> list[str]:
         if value is _ABSENT or value in row.honoured:
             continue
         problems.append(f"{row.key}={_show(value)}: {row.why}; {row.fix}")
+    return problems
+
+
+def preset_verl_conflicts(config, preset: str) -> list[str]:
+    """One message per verl key that contradicts what ``srft.preset`` reproduces (``srft_config.PRESET_VERL``)."""
+    from .srft_config import LUFFY_MICRO_ROWS_PER_GPU, PRESET_VERL
+
+    rules = PRESET_VERL.get(preset, {})
+    problems = []
+    for key, (want, why) in rules.items():
+        value = OmegaConf.select(config, key, default=None)
+        if (want is None and value is None) or (want is not None and value != want):
+            need = "a value" if want is None else _show(want)
+            problems.append(f"{key}={_show(value)} contradicts srft.preset={preset}, which needs {need} ({why})")
+    if problems and preset == "luffy":
+        response_length = OmegaConf.select(config, "data.max_response_length", default=None) or 8192
+        problems.append(
+            "fix: add actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm "
+            f"actor_rollout_ref.actor.loss_scale_factor={max(1, int(response_length) // LUFFY_MICRO_ROWS_PER_GPU)} "
+            f"(= data.max_response_length / {LUFFY_MICRO_ROWS_PER_GPU}; PRESET=luffy in run_scripts/ sets both), "
+            "or use srft.preset=custom with the switches you want"
+        )
     return problems
 
 

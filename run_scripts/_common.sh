@@ -10,7 +10,9 @@
 #                         with the model's tokenizer (MODEL_PATH must then be a local folder) to drop or cut
 #                         demonstrations longer than MAX_RESPONSE_LENGTH (srft_method.md pitfall 2).
 #   VAL_FILE              validation parquet (LUFFY's valid.parquet)
-#   PRESET                srft | grpo | luffy | sft_plus_rl | no_w_sft | no_w_rl | custom  (-> srft.preset)
+#   PRESET                srft | grpo | luffy | sft_plus_rl | no_w_sft | no_w_rl | sft_only | custom (-> srft.preset);
+#                         luffy also sets LUFFY's RL aggregation (loss_agg_mode, loss_scale_factor) and, in the
+#                         calling scripts, N_ROLLOUTS=7 (LUFFY's groups of 7 rollouts + 1 demonstration)
 #   NNODES, GPUS_PER_NODE cluster size (-> trainer.nnodes, trainer.n_gpus_per_node); NNODES>1 joins the running
 #                         Ray cluster (+ray_kwargs.ray_init.address=auto, see the multi-node notes below)
 #   ROLLOUT_TP            vLLM tensor parallel size;  GPU_MEMORY_UTILIZATION: vLLM's share of GPU memory
@@ -173,6 +175,13 @@ srft_launch() {
         "trainer.n_gpus_per_node=${GPUS_PER_NODE}"
         "+ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=${TENSORBOARD_DIR}"
     )
+    if [ "${PRESET}" = luffy ]; then
+        # LUFFY's aggregation: each micro-batch's token sum / T, / micro-batches per step, with 8 rows per
+        # micro-batch per GPU = verl's seq-mean-token-sum-norm with loss_scale_factor = T / 8 (8 is
+        # recipe_srft.srft_config.LUFFY_MICRO_ROWS_PER_GPU; tests/test_run_scripts.py checks they agree)
+        OVERRIDES+=("actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm"
+            "actor_rollout_ref.actor.loss_scale_factor=$((MAX_RESPONSE_LENGTH / 8))")
+    fi
     if [ "${NNODES}" -gt 1 ]; then
         OVERRIDES+=("+ray_kwargs.ray_init.address=${RAY_ADDRESS:-auto}")
     fi

@@ -39,6 +39,7 @@ _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${TRAIN_BATCH_SIZE:=128}"
 : "${PPO_MINI_BATCH_SIZE:=64}"
 : "${PPO_EPOCHS:=1}"
+if [ "${PRESET}" = luffy ]; then : "${N_ROLLOUTS:=7}"; fi  # LUFFY's script: 7 rollouts + 1 demo per group
 : "${N_ROLLOUTS:=8}"
 : "${TEMPERATURE:=1.0}"
 : "${LR:=1e-6}"

@@ -158,6 +158,8 @@ def naive_srft(batch, lp, cfg, mode="token-mean", g=None):
                 pg = unclipped if unclipped.item() >= clipped.item() else clipped
                 if A < 0 and pg.item() > -A * cfg.clip_ratio_c:
                     pg = zero + (-A * cfg.clip_ratio_c)
+                if not cfg.onpolicy_clip:
+                    pg = unclipped
                 if positive:
                     pg = w_rl(i, t) * pg
             else:
@@ -165,31 +167,42 @@ def naive_srft(batch, lp, cfg, mode="token-mean", g=None):
                 pg = -c * x
             on[i][t] = pg
 
-    def agg(mat):
-        """verl's aggregation modes written out; `mat[i][t]` is None where the token is not part of `mat`."""
+    # rows whose tokens carry an RL term: the RL aggregation runs over them alone
+    rl_row = [(demo[i] and cfg.demo_rl) or (not demo[i] and cfg.rollout_rl) for i in range(B)]
+    every_row = [True] * B
+
+    def agg(mat, mode=mode, rows=rl_row):
+        """verl's aggregation modes written out over the rows in `rows`; `mat[i][t]` is None where the token is
+        not part of `mat`. Global counts: rl_num_tokens / rl_num_seqs for the RL rows (verl's batch_num_tokens /
+        global_batch_size when every row carries an RL term), batch_num_tokens for all rows."""
         def val(i, t):
             v = mat[i][t]
             return zero if v is None else v
 
-        rows_nonempty = [i for i in range(B) if any(mask[i])]
+        all_rows = rows is every_row or all(rows)
+        rows_nonempty = [i for i in range(B) if rows[i] and any(mask[i])]
         if mode == "token-mean":
-            n = g.get("batch_num_tokens")
+            n = g.get("rl_num_tokens") if rows is not every_row else None
+            if n is None and (all_rows or rows is every_row):
+                n = g.get("batch_num_tokens")
             if n is None:
-                n = sum(sum(m) for m in mask)
+                n = sum(sum(mask[i]) for i in range(B) if rows[i])
             total = zero
-            for i in range(B):
+            for i in rows_nonempty:
                 for t in range(Tn):
                     if mask[i][t]:
                         total = total + val(i, t)
             return total / max(n, 1) * dp
         if mode == "token-sum":
             total = zero
-            for i in range(B):
+            for i in rows_nonempty:
                 for t in range(Tn):
                     if mask[i][t]:
                         total = total + val(i, t)
             return total * dp
-        G = g.get("global_batch_size")
+        G = g.get("rl_num_seqs")
+        if G is None and all_rows:
+            G = g.get("global_batch_size")
         if G is None:
             G = len(rows_nonempty)
         total = zero
@@ -217,7 +230,7 @@ def naive_srft(batch, lp, cfg, mode="token-mean", g=None):
     else:
         sft = zero
     ent_mat = [[batch["entropy"][i, t].item() + zero for t in range(Tn)] for i in range(B)]
-    ent_loss = agg(ent_mat)
+    ent_loss = agg(ent_mat, mode="token-mean", rows=every_row)  # the entropy bonus is always a token-mean
     loss = rl + sft - cfg.entropy_coeff * ent_loss
     parts = dict(sft=sft, off=agg(off), on=agg(on), rl=rl, ent=ent_loss)
     return loss, parts
@@ -288,6 +301,9 @@ CONFIGS = {
     "no_sft": {"use_sft": False},
     "entropy_coeff": {"entropy_coeff": 0.01},
     "asym_clip": {"clip_ratio_low": 0.1, "clip_ratio_high": 0.3, "clip_ratio_c": 2.0},
+    "no_clip": {"onpolicy_clip": False},
+    "no_demo_rl": {"demo_rl": False},
+    "no_rollout_rl": {"rollout_rl": False},
 }
 
 
@@ -661,7 +677,8 @@ def test_call_validation():
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def build_micro_batch(batch, P=4, seed=21, is_demo_shape="flat", with_batch_entropy=False, demo_num_tokens=None):
+def build_micro_batch(batch, P=4, seed=21, is_demo_shape="flat", with_batch_entropy=False, demo_num_tokens=None,
+                      rl_num_tokens=None, rl_num_seqs=None):
     """A verl micro-batch in the no-padding layout plus the model output as nested (jagged) full-sequence tensors.
 
     Returns (data, model_output, lp_leaf, ent_leaf); lp_leaf/ent_leaf are the padded [B, T] response tensors the
@@ -684,6 +701,10 @@ def build_micro_batch(batch, P=4, seed=21, is_demo_shape="flat", with_batch_entr
     mask = batch["response_mask"].bool()
     if demo_num_tokens is None:
         demo_num_tokens = int((mask & batch["is_demo"][:, None]).sum())
+    if rl_num_tokens is None:
+        rl_num_tokens = int(mask.sum())
+    if rl_num_seqs is None:
+        rl_num_seqs = int((mask.sum(-1) > 0).sum())
     tensors = {
         "prompts": prompts,
         "responses": responses,
@@ -696,6 +717,8 @@ def build_micro_batch(batch, P=4, seed=21, is_demo_shape="flat", with_batch_entr
         "is_demo": is_demo,
         "srft_rewards": batch["rewards"],
         "srft_demo_num_tokens": torch.full((B,), demo_num_tokens),
+        "srft_rl_num_tokens": torch.full((B,), rl_num_tokens),
+        "srft_rl_num_seqs": torch.full((B,), rl_num_seqs),
     }
     if with_batch_entropy:
         tensors["srft_batch_entropy"] = torch.full((B,), 1.25, dtype=batch["entropy"].dtype)
@@ -733,7 +756,8 @@ def test_adapter_matches_pure_function(mode, cfg_kwargs, with_batch_entropy, is_
     srft_cfg = SRFTLossConfig(**cfg_kwargs)
     total_demo = 40  # the optimizer mini-batch has more demo tokens than this micro-batch
     data, model_output, lp_leaf, ent_leaf = build_micro_batch(
-        batch, is_demo_shape=is_demo_shape, with_batch_entropy=with_batch_entropy, demo_num_tokens=total_demo
+        batch, is_demo_shape=is_demo_shape, with_batch_entropy=with_batch_entropy, demo_num_tokens=total_demo,
+        rl_num_tokens=90, rl_num_seqs=17,
     )
     tu.assign_non_tensor(data, dp_size=2, batch_num_tokens=90, global_batch_size=17)
     config = SimpleNamespace(loss_agg_mode=mode, loss_scale_factor=None)
@@ -782,7 +806,7 @@ def test_adapter_with_real_actor_config():
     from verl.workers.config import FSDPActorConfig
 
     batch = make_batch(seed=26, rows=ADAPTER_ROWS)
-    data, model_output, lp_leaf, _ = build_micro_batch(batch, demo_num_tokens=30)
+    data, model_output, lp_leaf, _ = build_micro_batch(batch, demo_num_tokens=30, rl_num_tokens=60, rl_num_seqs=12)
     tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=60, global_batch_size=12)
     config = FSDPActorConfig(
         strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=2, loss_agg_mode="seq-mean-token-sum-norm",
@@ -817,3 +841,106 @@ def test_adapter_rejects_inconsistent_batch_constants():
     config = SimpleNamespace(loss_agg_mode="token-mean", loss_scale_factor=None)
     with pytest.raises(ValueError, match="srft_demo_num_tokens"):
         srft_loss_fn(config, model_output, data, srft_cfg=SRFTLossConfig())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# closed forms: the RL denominators and LUFFY's published loss, written out by hand
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _two_row_batch(lp_demo, lp_roll, old_roll, adv_demo, adv_roll, ent_demo, ent_roll, T=4):
+    """Row 0 a demonstration, row 1 a rollout, right-padded to T (padding holds junk that must not matter)."""
+    rows = []
+    for values, n in ((lp_demo, len(lp_demo)), (lp_roll, len(lp_roll))):
+        rows.append(list(values) + [-7.0] * (T - n))
+    log_prob = torch.tensor(rows, dtype=F64)
+    old = torch.tensor([[0.0] * T, list(old_roll) + [-9.0] * (T - len(old_roll))], dtype=F64)
+    mask = torch.tensor([[1.0] * len(lp_demo) + [0.0] * (T - len(lp_demo)),
+                         [1.0] * len(lp_roll) + [0.0] * (T - len(lp_roll))], dtype=F64)
+    ent = torch.tensor([list(ent_demo) + [5.0] * (T - len(ent_demo)),
+                        list(ent_roll) + [5.0] * (T - len(ent_roll))], dtype=F64)
+    adv = torch.tensor([[adv_demo] * T, [adv_roll] * T], dtype=F64)
+    return dict(log_prob=log_prob, old_log_prob=old, entropy=ent, advantages=adv, response_mask=mask,
+                is_demo=torch.tensor([True, False]), rewards=torch.tensor([1.0, 1.0], dtype=F64))
+
+
+def test_rl_denominators_count_only_tokens_that_carry_an_rl_term():
+    """sft_plus_rl / sft_only reading: demonstrations carry no RL term, so their 3 tokens are not in the RL mean."""
+    ln = math.log
+    b = _two_row_batch(lp_demo=[ln(0.5)] * 3, lp_roll=[ln(0.5), ln(0.25)], old_roll=[ln(0.5), ln(0.25)],
+                       adv_demo=0.7, adv_roll=1.0, ent_demo=[1.0] * 3, ent_roll=[1.0] * 2)
+    cfg = SRFTLossConfig(use_sft=False, demo_rl=False, pos_weighting="constant", pos_coef=1.0)
+    for mode, expected in (("token-mean", -1.0),          # (-1 - 1) / 2 rollout tokens, not / 5
+                           ("seq-mean-token-mean", -1.0),  # one RL sequence, token-mean -1
+                           ("token-sum", -2.0)):
+        loss, metrics, grad = run_module(b, cfg, mode)
+        assert metrics["srft/rl_loss"] == pytest.approx(expected, abs=1e-12), mode
+        assert metrics["srft/num_rl_tokens"] == 2.0
+    # gradient of token-mean: d(-A * ratio)/d log p = -A * ratio = -1 per rollout token, / 2 tokens; demos 0
+    _, _, grad = run_module(b, cfg, "token-mean")
+    torch.testing.assert_close(grad, torch.tensor([[0, 0, 0, 0], [-0.5, -0.5, 0, 0]], dtype=F64))
+    # with global counts the RL denominators are rl_num_tokens / rl_num_seqs, not verl's batch counts
+    g = dict(dp_size=1, batch_num_tokens=50, global_batch_size=10, rl_num_tokens=20, rl_num_seqs=4,
+             demo_num_tokens=30)
+    _, metrics, _ = run_module(b, cfg, "token-mean", g)
+    assert metrics["srft/rl_loss"] == pytest.approx(-2.0 / 20, abs=1e-12)
+    _, metrics, _ = run_module(b, cfg, "seq-mean-token-mean", g)
+    assert metrics["srft/rl_loss"] == pytest.approx(-1.0 / 4, abs=1e-12)
+    # the entropy bonus stays a token-mean over every response token (50 here)
+    assert metrics["srft/entropy_loss"] == pytest.approx(5.0 / 50, abs=1e-12)
+    with pytest.raises(ValueError, match="rl_num_tokens"):
+        run_module(b, cfg, "token-mean", dict(dp_size=2, batch_num_tokens=50, global_batch_size=10,
+                                              demo_num_tokens=30))
+
+
+def test_luffy_preset_equals_luffy_published_loss_written_out_by_hand():
+    """LUFFY's exp_scripts/train.sh: demo (prefix) tokens -A * p/(p+0.1), rollout tokens -A * ratio (no clip,
+    loss_remove_clip=True), sum over tokens / T (loss_remove_token_mean=True, T = padded response length),
+    / gradient accumulation, minus 0.001 * token-mean entropy; advantages r - mean(group) (grpo_use_std=False).
+
+    One micro-batch of m_g = 2 rows on one GPU (gradient accumulation 1), T = 4, so LUFFY's loss is
+    sum / 4 - 0.001 * mean(H) and verl's equivalent is seq-mean-token-sum-norm with
+    loss_scale_factor = T / m_g = 2 (docs/defaults.md)."""
+    from recipe_srft.advantage import grpo_advantage_with_demos
+    from recipe_srft.srft_config import resolve_srft_config
+
+    cfg = resolve_srft_config({"preset": "luffy"}, {"entropy_coeff": 0.001}).loss
+    # group: demo r=1, rollouts r=1, 0, 0 -> mean 0.5, no std: A = +0.5, +0.5, -0.5, -0.5
+    adv = grpo_advantage_with_demos(torch.tensor([1.0, 1.0, 0.0, 0.0]), ["u"] * 4,
+                                    torch.tensor([True, False, False, False]), norm_by_std=False)
+    assert adv.tolist() == [0.5, 0.5, -0.5, -0.5]
+
+    ln = math.log
+    # demo probabilities 0.5, 0.25, 0.9; rollout (A = +0.5) ratios 2 and 0.5 (a clip would turn 2 into 1.2)
+    b = _two_row_batch(lp_demo=[ln(0.5), ln(0.25), ln(0.9)], lp_roll=[ln(0.4), ln(0.1)],
+                       old_roll=[ln(0.2), ln(0.2)], adv_demo=0.5, adv_roll=0.5,
+                       ent_demo=[1.0, 2.0, 0.5], ent_roll=[1.5, 0.5])
+    demo_terms = [-0.5 * (0.5 / 0.6), -0.5 * (0.25 / 0.35), -0.5 * (0.9 / 1.0)]
+    rollout_terms = [-0.5 * 2.0, -0.5 * 0.5]
+    expected = (sum(demo_terms) + sum(rollout_terms)) / 4 - 0.001 * (1.0 + 2.0 + 0.5 + 1.5 + 0.5) / 5
+    loss, metrics, grad = run_module(b, cfg, "seq-mean-token-sum-norm", dict(dp_size=1, loss_scale_factor=2))
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    assert metrics["srft/pg_clipfrac"] == 0.0
+    # d/d log p: demo -A * p * 0.1 / (p + 0.1)^2, rollout -A * ratio, each / 4 (entropy is not a function of lp)
+    expected_grad = torch.tensor(
+        [[-0.5 * p * 0.1 / (p + 0.1) ** 2 / 4 for p in (0.5, 0.25, 0.9)] + [0.0],
+         [-0.5 * 2.0 / 4, -0.5 * 0.5 / 4, 0.0, 0.0]], dtype=F64)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-12, rtol=1e-12)
+    # the clipped surrogate (srft's default) differs on this batch: ratio 2 with A > 0 is clipped to 1.2
+    clipped, _, _ = run_module(b, SRFTLossConfig(**{**cfg.__dict__, "onpolicy_clip": True}),
+                               "seq-mean-token-sum-norm", dict(dp_size=1, loss_scale_factor=2))
+    assert clipped.item() == pytest.approx(expected + (-0.5 * 1.2 + 0.5 * 2.0) / 4, abs=1e-12)
+
+
+def test_adapter_passes_the_rl_denominators_from_the_batch():
+    batch = make_batch(seed=27, rows=ADAPTER_ROWS)
+    srft_cfg = SRFTLossConfig(demo_rl=False)
+    data, model_output, _, _ = build_micro_batch(batch, demo_num_tokens=30, rl_num_tokens=44, rl_num_seqs=9)
+    tu.assign_non_tensor(data, dp_size=2, batch_num_tokens=70, global_batch_size=12)
+    for mode in MODES:
+        loss, _ = srft_loss_fn(SimpleNamespace(loss_agg_mode=mode, loss_scale_factor=None), model_output, data,
+                               srft_cfg=srft_cfg)
+        g = dict(dp_size=2, batch_num_tokens=70, global_batch_size=12, demo_num_tokens=30, rl_num_tokens=44,
+                 rl_num_seqs=9)
+        nloss, _ = naive_srft(batch, batch["log_prob"], srft_cfg, mode, g)
+        assert loss.item() == pytest.approx(nloss.item(), abs=1e-10), mode

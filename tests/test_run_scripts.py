@@ -127,7 +127,9 @@ def test_overrides_mode_lists_the_paper_settings(tmp_path):
     ov = script_overrides("qwen_math.sh", tmp_path, "trainer.total_training_steps=3", PRESET="luffy")
     for item in ["srft.preset=luffy", "data.train_batch_size=128", "actor_rollout_ref.actor.ppo_mini_batch_size=64",
                  "actor_rollout_ref.actor.ppo_epochs=1", "actor_rollout_ref.actor.optim.lr=1e-6",
-                 "actor_rollout_ref.actor.optim.lr_scheduler_type=constant", "actor_rollout_ref.rollout.n=8",
+                 "actor_rollout_ref.actor.optim.lr_scheduler_type=constant", "actor_rollout_ref.rollout.n=7",
+                 "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm",
+                 "actor_rollout_ref.actor.loss_scale_factor=1024",
                  "actor_rollout_ref.rollout.temperature=1.0", "data.max_prompt_length=1024",
                  "data.max_response_length=8192", "actor_rollout_ref.actor.use_kl_loss=false",
                  "algorithm.use_kl_in_reward=false", "actor_rollout_ref.actor.entropy_coeff=0.001",
@@ -143,6 +145,7 @@ def test_overrides_mode_lists_the_paper_settings(tmp_path):
                  "trainer.experiment_name=qwen2.5-math-7b-16k_luffy"]:
         assert item in ov, item
     assert ov[-1] == "trainer.total_training_steps=3"  # extra arguments come last and win
+    assert "actor_rollout_ref.rollout.n=8" in script_overrides("qwen_math.sh", tmp_path, PRESET="srft")
     assert not any(o.startswith("+ray_kwargs.ray_init.address") for o in ov)
     multi = script_overrides("qwen_math.sh", tmp_path, NNODES=2, LOGGER="console")
     assert "+ray_kwargs.ray_init.address=auto" in multi and "trainer.logger=console" in multi
@@ -161,10 +164,11 @@ def dry_run_mod():
 def test_every_preset_dry_runs(dry_run_mod, tmp_path, script, preset):
     summary = dry_run_mod.dry_run(script_overrides(script, tmp_path, PRESET=preset))
     m = 0 if preset == "grpo" else 1
+    n = 7 if preset == "luffy" else 8  # LUFFY's script: 7 rollouts + 1 demonstration per group
     assert summary["preset"] == preset
     assert summary["srft"]["demos_per_prompt"] == m
-    assert summary["group_size"] == 8 + m
-    assert summary["trajectories_per_step"] == 128 * (8 + m)
+    assert summary["group_size"] == n + m
+    assert summary["trajectories_per_step"] == 128 * (n + m)
     assert summary["optimizer_steps_per_rollout_batch"] == 2
     assert summary["verl_validate_config"] == "passed"
     assert summary["experiment_name"].endswith(f"_{preset}")
@@ -175,6 +179,33 @@ def test_every_preset_dry_runs(dry_run_mod, tmp_path, script, preset):
     else:
         assert (summary["total_gpus"], summary["rollout_tp"], summary["max_sequence_length"]) == (4, 1, 4096)
         assert set(summary["token_budgets"].values()) == {16384}
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_luffy_preset_gets_luffys_aggregation(dry_run_mod, tmp_path, script):
+    """PRESET=luffy sets seq-mean-token-sum-norm with loss_scale_factor = T / LUFFY_MICRO_ROWS_PER_GPU (the
+    script's arithmetic and the constant in srft_config must agree); the other presets keep the paper's mode."""
+    from omegaconf import OmegaConf
+    from recipe_srft.dry_run import compose_config
+    from recipe_srft.srft_config import LUFFY_MICRO_ROWS_PER_GPU
+
+    config = compose_config(script_overrides(script, tmp_path, PRESET="luffy"))
+    actor = config.actor_rollout_ref.actor
+    assert actor.loss_agg_mode == "seq-mean-token-sum-norm"
+    assert actor.loss_scale_factor == config.data.max_response_length // LUFFY_MICRO_ROWS_PER_GPU
+    summary = dry_run_mod.dry_run(script_overrides(script, tmp_path, PRESET="luffy"))
+    assert summary["rl_aggregation"].startswith("seq-mean-token-sum-norm: sum over tokens / (sequences x ")
+    srft = OmegaConf.select(compose_config(script_overrides(script, tmp_path, PRESET="srft")),
+                            "actor_rollout_ref.actor.loss_agg_mode")
+    assert srft == "seq-mean-token-mean"
+
+
+def test_luffy_preset_refuses_another_aggregation(dry_run_mod, tmp_path, capsys):
+    ov = script_overrides("qwen_math.sh", tmp_path, "actor_rollout_ref.actor.loss_agg_mode=token-mean",
+                          "actor_rollout_ref.actor.loss_scale_factor=null", PRESET="luffy")
+    _fails(dry_run_mod, ov, capsys, "actor_rollout_ref.actor.loss_agg_mode=token-mean contradicts srft.preset=luffy",
+           "actor_rollout_ref.actor.loss_scale_factor=null contradicts srft.preset=luffy",
+           "actor_rollout_ref.actor.loss_scale_factor=1024", "srft.preset=custom")
 
 
 def _fails(dry_run_mod, overrides, capsys, *expected):

@@ -214,3 +214,16 @@ def test_shuffle_is_refused_with_the_reason():
         check_verl_config(config, srft_config_from(config))
     config = compose_config([])
     check_verl_config(config, srft_config_from(config))  # the recipe's defaults pass
+
+
+def test_preset_verl_overrides_satisfy_the_preset_check():
+    """The overrides the CPU scripts add for a preset are exactly what check_verl_config asks for."""
+    from recipe_srft.dry_run import compose_config
+    from recipe_srft.srft_config import PRESETS, preset_verl_overrides
+    from recipe_srft.verl_checks import preset_verl_conflicts
+
+    for preset in PRESETS:
+        overrides = ["+runtime=cpu", f"srft.preset={preset}", "data.max_response_length=48"]
+        config = compose_config(overrides + preset_verl_overrides(preset, 48))
+        assert preset_verl_conflicts(config, preset) == [], preset
+    assert preset_verl_conflicts(compose_config(["+runtime=cpu", "srft.preset=luffy"]), "luffy")

@@ -75,6 +75,8 @@ def paired_difference(before: dict, after: dict) -> dict:
 
 
 def train_overrides(model: Path, train: Path, val: Path, out: Path, args) -> list[str]:
+    from ..srft_config import preset_verl_overrides  # imports torch: not at module import
+
     return [
         "+runtime=cpu", f"srft.preset={args.preset}",
         f"data.train_files={train}", f"data.val_files={val}", f"data.train_batch_size={args.prompts}",
@@ -91,7 +93,7 @@ def train_overrides(model: Path, train: Path, val: Path, out: Path, args) -> lis
         "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
         "trainer.project_name=srft_cpu_demo", f"trainer.experiment_name={args.preset}",
         f"trainer.rollout_data_dir={out}/rollouts",
-    ]
+    ] + preset_verl_overrides(args.preset, args.max_new_tokens)
 
 
 def main(argv=None):
