@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import hydra
 
-from . import trainer  # noqa: F401  (registers trainer_mode=srft in this process)
+from .quiet import quiet_verl_imports
+
+quiet_verl_imports()  # before verl is imported (SRFT_VERL_WARNINGS=1 shows its import warnings)
+
+from . import trainer  # noqa: E402,F401  (registers trainer_mode=srft in this process)
 
 
 @hydra.main(config_path="config", config_name="srft_trainer", version_base=None)

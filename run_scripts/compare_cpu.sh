@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+export VERL_PLATFORM="${VERL_PLATFORM:-cpu}"  # this launcher is CPU-only (no "No supported accelerator" probe)
 exec "$PY" -m recipe_srft.cpu.compare --out "${OUT:-runs/cpu_compare}" "$@"

@@ -77,6 +77,10 @@ def test_srft_main_entry_two_steps(tiny_model_dir, data, tmp_path):
         assert m["training/rollout_probs_diff_max"] < 1e-6
     assert "val-core/openai/gsm8k/acc/mean@1" in steps[2]
     assert (out / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
+    # quiet by default (recipe_srft.quiet): the driver and every Ray worker hide verl's optional-engine warnings,
+    # and TransferQueue's thread count fits the host
+    assert "engine is not available" not in log
+    assert "should not exceed total physical CPU cores" not in log
 
 
 def test_srft_through_verl_main_ppo_entry(tiny_model_dir, data, tmp_path):

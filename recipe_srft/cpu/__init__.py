@@ -13,11 +13,15 @@ All CPU settings (environment and hydra overrides) live in :mod:`recipe_srft.cpu
 
 import os
 
-from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+from ..quiet import quiet_verl_imports
+
+quiet_verl_imports()  # before verl is imported here (SRFT_VERL_WARNINGS=1 shows its import warnings)
+
+from verl.workers.rollout.base import _ROLLOUT_REGISTRY  # noqa: E402
 from verl.workers.rollout.replica import RolloutReplicaRegistry
 
-from . import platform  # noqa: F401  (registers the "cpu" platform)
-from .resources import register_resolvers
+from . import platform  # noqa: E402,F401  (registers the "cpu" platform)
+from .resources import register_resolvers  # noqa: E402
 
 register_resolvers()  # ${srft_cpu_num_gpus:...}/${srft_cpu_num_cpus:...} in config/runtime/cpu.yaml
 

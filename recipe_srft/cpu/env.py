@@ -29,10 +29,25 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
 
 def apply_cpu_env(environ: dict | None = None) -> dict:
-    """Sets CPU_ENV in ``environ`` (default ``os.environ``) and returns it."""
+    """Sets CPU_ENV in ``environ`` (default ``os.environ``) and returns it, with verl's optional-engine import
+    warnings filtered (``recipe_srft.quiet``; ``SRFT_VERL_WARNINGS=1`` keeps them)."""
+    from ..quiet import quiet_verl_imports
+
     environ = os.environ if environ is None else environ
     environ.update(CPU_ENV)
+    # TransferQueue asks for 8 threads and warns on every put/get when the host has fewer cores
+    environ.setdefault("TQ_NUM_THREADS", str(max(1, min(8, _physical_cores()))))
+    quiet_verl_imports(environ)
     return environ
+
+
+def _physical_cores() -> int:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    except ImportError:
+        return os.cpu_count() or 1
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import re
 import signal
 import subprocess
@@ -230,6 +231,12 @@ def main(argv=None):
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
+    if (out / "ckpt").exists() and not any(o.startswith("trainer.resume_mode") for o in args.overrides):
+        # A smoke run starts fresh: verl would resume from the previous smoke's checkpoint, which fails when that
+        # run had another world size (e.g. the 2-rank smoke, then the 1-rank one).
+        print(f"smoke: removing the previous smoke checkpoints in {out / 'ckpt'} (pass trainer.resume_mode=auto "
+              "to resume instead)", flush=True)
+        shutil.rmtree(out / "ckpt")
     model, train, val = prepare_assets(Path(args.cache).resolve())
     overrides = smoke_overrides(str(model), str(train), str(val), str(out), args.steps)
     if args.trainer == "srft":
