@@ -3,6 +3,10 @@
 All functions raise ``ValueError`` with a short human-readable message when the
 input cannot be used; converters turn that into a :class:`DataPrepError` that
 names the file, row and field.
+
+``\\boxed{}`` answers are read by :func:`recipe_srft.grading.extract.last_boxed`, the
+extraction layer the reward grades with: a ground truth taken from a solution is
+then exactly the answer the reward reads from that solution as a demonstration.
 """
 
 from __future__ import annotations
@@ -10,64 +14,11 @@ from __future__ import annotations
 import math
 import re
 
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+from recipe_srft.grading.extract import last_boxed
+
+__all__ = ["answer_to_str", "format_number", "last_boxed", "parse_gsm8k_answer", "strip_calculator_annotations"]
+
 _CALCULATOR_ANNOTATION = re.compile(r"<<[^<>]*>>")
-
-
-def _find_commands(text: str) -> list[int]:
-    """Start offsets of every ``\\boxed``/``\\fbox`` command (not ``\\boxedfoo``)."""
-    starts = []
-    for command in _BOX_COMMANDS:
-        for match in re.finditer(re.escape(command) + r"(?![A-Za-z])", text):
-            starts.append(match.start())
-    return sorted(starts)
-
-
-def _argument(text: str, pos: int) -> str | None:
-    """The argument starting at ``pos`` (after the command name), or None.
-
-    ``{...}`` with balanced braces (``\\{`` and ``\\}`` do not count), optionally
-    after spaces, or the ``\\boxed 5`` form: the token up to whitespace or ``$``.
-    """
-    after_command = pos
-    while pos < len(text) and text[pos] == " ":
-        pos += 1
-    if pos >= len(text):
-        return None
-    if text[pos] != "{":
-        match = re.match(r"[^\s$]+", text[pos:])
-        if match is None or pos == after_command:
-            return None
-        return match.group(0).rstrip(".,;")
-    depth = 0
-    i = pos
-    while i < len(text):
-        char = text[i]
-        if char == "\\":
-            i += 2
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[pos + 1 : i]
-        i += 1
-    return None
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``.
-
-    Braces are balanced, so ``\\boxed{\\frac{1}{2}}`` gives ``\\frac{1}{2}``.
-    Returns None when there is no complete boxed expression or it is empty.
-    """
-    for start in reversed(_find_commands(text)):
-        command = "\\boxed" if text.startswith("\\boxed", start) else "\\fbox"
-        content = _argument(text, start + len(command))
-        if content is not None and content.strip():
-            return content.strip()
-    return None
 
 
 def format_number(value: float | int) -> str:

@@ -11,16 +11,25 @@ Checks, in one pass:
 * demonstration length: tokens of the demonstration + 1 for EOS, against
   ``--max-response-length`` (a leading ``<think>\\n`` is not counted when the
   generation prompt already ends with it, as the trainer drops it);
+* demonstration answers: every demonstration is graded against its ground truth
+  by the training reward itself (``recipe_srft.reward.compute_score`` with the
+  row's ``data_source`` and ``extra_info``, so ``luffy_think`` rows get the
+  think-format rule: ``<think>\\n`` prepended, only the text after ``</think>``
+  graded); a demonstration it rejects would enter its group as a negative
+  example, and a row it cannot grade (unknown ``data_source``) would stop
+  training.  ``--answer-extraction`` picks the reward's ``answer_extraction``
+  (default: the reward's default, ``luffy``; use the value of the training run);
 * warnings: duplicate prompts (LUFFY's evaluation file repeats AIME/AMC on
   purpose), rows without a recorded template, ``luffy_think`` rows whose
   generation prompt does not end with ``<think>\\n`` or whose demonstration has
   no ``</think>`` (both score 0 under the think-format reward), ``boxed``
   demonstrations without ``\\boxed{}``.
 
-Errors (schema, ground truth, over-long prompt or demonstration) make the exit
-status 1.  ``--fix drop`` writes the rows without errors to ``--output``;
-``--fix truncate`` cuts over-long demonstrations to ``--max-response-length``
-tokens (EOS included) and drops the other broken rows.  A truncated
+Errors (schema, ground truth, over-long prompt or demonstration, demonstration
+rejected by or not gradable by the reward) make the exit status 1.  ``--fix drop``
+writes the rows without errors to ``--output``; ``--fix truncate`` cuts over-long
+demonstrations to ``--max-response-length`` tokens (EOS included) and drops the
+other broken rows (demonstrations are graded before the cut).  A truncated
 demonstration has lost its final answer and usually scores 0, i.e. becomes a
 negative example: prefer ``drop`` for training data.
 
@@ -36,19 +45,22 @@ import argparse
 import statistics
 import sys
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from data_prep.answers import last_boxed
 from data_prep.common import DataPrepError, non_negative_int, positive_int, read_parquet_rows, write_table
 from data_prep.schema import REQUIRED_COLUMNS, TARGET_COLUMN, check_row, demonstration_of, prompt_key
 from data_prep.templates import BOXED, THINK_GENERATION_SUFFIX, uses_think_format
+from recipe_srft.grading.extract import ANSWER_EXTRACTIONS, last_boxed
 
 DEFAULT_LIST = 20
 TOKENIZE_CHUNK = 256
+#: Show a progress bar (when tqdm is installed) while grading at least this many demonstrations.
+PROGRESS_MIN_ROWS = 2000
 
 # error kinds
 SCHEMA = "schema violation"
@@ -56,12 +68,14 @@ GROUND_TRUTH = "missing or empty ground truth"
 PROMPT_TOO_LONG = "prompt too long"
 DEMO_TOO_LONG = "demonstration too long"
 CHAT_TEMPLATE_FAILED = "chat template failed"
+DEMO_REJECTED = "demonstration rejected by the reward (scores 0: a negative in its group)"
+NOT_GRADABLE = "row the reward cannot grade"
 # warning kinds
 DUPLICATE = "duplicate prompt (repeats an earlier row)"
 NO_TEMPLATE = "no extra_info.template recorded (think-format reward off)"
 THINK_PROMPT = "luffy_think row whose generation prompt does not end with '<think>\\n'"
 THINK_DEMO = "luffy_think demonstration without '</think>' (scores 0)"
-BOXED_DEMO = "boxed demonstration without \\boxed{} (scores 0)"
+BOXED_DEMO = "boxed demonstration without \\boxed{} (no answer under answer_extraction=boxed)"
 
 
 @dataclass
@@ -164,8 +178,11 @@ def _template(row: dict[str, Any]) -> str | None:
 
 
 def check_rows(rows: list[dict[str, Any]], columns: list[str], *, tokenizer=None, max_prompt_length: int | None = None,
-               max_response_length: int | None = None) -> Validation:
-    """Run every check on ``rows`` (as read from the parquet file)."""
+               max_response_length: int | None = None, answer_extraction: str | None = None) -> Validation:
+    """Run every check on ``rows`` (as read from the parquet file).
+
+    ``answer_extraction`` is passed to the reward (None: the reward's default).
+    """
     result = Validation(n_rows=len(rows), columns=columns)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
@@ -173,6 +190,7 @@ def check_rows(rows: list[dict[str, Any]], columns: list[str], *, tokenizer=None
     training = TARGET_COLUMN in columns
 
     valid: list[int] = []
+    graded: list[int] = []
     seen: dict[str, int] = {}
     for i, row in enumerate(rows):
         problems = check_row(row, training=training)
@@ -194,14 +212,73 @@ def check_rows(rows: list[dict[str, Any]], columns: list[str], *, tokenizer=None
         else:
             seen[key] = i
         demo = demonstration_of(row)
+        if demo is not None:
+            graded.append(i)
         if demo is not None and uses_think_format(template) and "</think>" not in demo:
             result.warn(THINK_DEMO, i)
         if demo is not None and template == BOXED and last_boxed(demo) is None:
             result.warn(BOXED_DEMO, i)
 
+    _check_demo_answers(result, rows, graded, answer_extraction)
     if tokenizer is not None:
         _check_lengths(result, rows, valid, tokenizer, max_prompt_length, max_response_length)
     return result
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return repr(_clip(text, limit))
+
+
+def _grade_demo(row: dict[str, Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
+    """The reward's verdict on the row's demonstration: ``(result, None)`` or ``(None, why not gradable)``."""
+    from recipe_srft.reward import compute_score
+
+    try:
+        return compute_score(row["data_source"], demonstration_of(row), row["reward_model"]["ground_truth"],
+                             extra_info=row.get("extra_info"), **kwargs), None
+    except ValueError as exc:  # unknown data_source, unusable ground truth
+        return None, _clip(str(exc).splitlines()[0], 160)
+
+
+def _progress(results, total: int):
+    """``results`` wrapped in a tqdm bar on stderr when the set is large and tqdm is installed."""
+    if total < PROGRESS_MIN_ROWS:
+        return results
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return results
+    return tqdm(results, total=total, desc="reward check", unit="demo", file=sys.stderr)
+
+
+def _check_demo_answers(result: Validation, rows: list[dict[str, Any]], ids: list[int],
+                        answer_extraction: str | None) -> None:
+    """Grade each demonstration against its ground truth with the training reward (see the module docstring).
+
+    The reward's math-verify calls run in its pool of worker processes; one grading thread per
+    worker keeps them all busy (~50k demonstrations take minutes, not hours).
+    """
+    if not ids:
+        return
+    from recipe_srft.reward import DEFAULT_MAX_WORKERS, compute_score
+
+    kwargs: dict[str, Any] = {"max_workers": DEFAULT_MAX_WORKERS}
+    if answer_extraction is not None:
+        kwargs["answer_extraction"] = answer_extraction
+    compute_score("math", "", "0", **kwargs)  # a bad configuration raises here, not once per row
+    with ThreadPoolExecutor(max_workers=DEFAULT_MAX_WORKERS) as pool:
+        verdicts = pool.map(lambda i: _grade_demo(rows[i], kwargs), ids)
+        for i, (scored, why) in zip(ids, _progress(verdicts, len(ids))):
+            if scored is None:
+                result.error(NOT_GRADABLE, i, why)
+            elif scored["score"] != 1.0:
+                truth = rows[i]["reward_model"]["ground_truth"]
+                read = f"reads {_short(scored['pred'])}" if scored["pred"] else "reads no answer"
+                result.error(DEMO_REJECTED, i, f"the reward {read}; ground truth {_short(str(truth))}")
 
 
 def _check_lengths(result: Validation, rows: list[dict[str, Any]], valid: list[int], tokenizer,
@@ -332,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m data_prep.validate",
         description="Check a verl parquet file: schema, prompt and demonstration token lengths, "
-        "ground truths, duplicate prompts, think-format consistency; optionally write a fixed copy.",
+        "ground truths, demonstrations graded by the training reward, duplicate prompts, think-format "
+        "consistency; optionally write a fixed copy.",
         epilog="Exit status: 0 when there is no error (or --fix wrote a clean file), 1 on errors, an "
         "unreadable file or a fix that would leave no row, 2 on a usage error.  Row ids are 0-based "
         "positions in FILE.",
@@ -353,6 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", metavar="OUT", help="where --fix writes the cleaned parquet file")
     parser.add_argument("--list", type=non_negative_int, default=DEFAULT_LIST, metavar="N",
                         help=f"how many row ids to list per finding (default: {DEFAULT_LIST})")
+    parser.add_argument("--answer-extraction", choices=ANSWER_EXTRACTIONS,
+                        help="the reward's answer_extraction when grading demonstrations: luffy = the last "
+                        "non-empty \\boxed{}, else math-verify's own extraction (LUFFY's rule); boxed = "
+                        "\\boxed{} only; default: the reward's default (luffy, or "
+                        "$SRFT_REWARD_ANSWER_EXTRACTION); give the training run's value")
     return parser
 
 
@@ -363,7 +446,8 @@ def run(options: argparse.Namespace) -> tuple[str, int]:
     if tokenizer is not None and tokenizer.eos_token is None:
         print("warning: the tokenizer has no EOS token; demonstration lengths still count one", file=sys.stderr)
     result = check_rows(rows, table.column_names, tokenizer=tokenizer, max_prompt_length=options.max_prompt_length,
-                        max_response_length=options.max_response_length)
+                        max_response_length=options.max_response_length,
+                        answer_extraction=options.answer_extraction)
     summary = render_summary(options.file, result, options)
     if not options.fix:
         return summary, 0 if result.ok else 1

@@ -6,13 +6,18 @@ Usable as verl's ``reward.custom_reward_function``::
     reward.custom_reward_function.name=compute_score
     # optional, run-level overrides (see "Configuration" below):
     +reward.custom_reward_function.reward_kwargs.think_format=true
+    +reward.custom_reward_function.reward_kwargs.answer_extraction=boxed
 
 verl (``experimental/reward_loop/reward_manager/naive.py``) calls
 ``compute_score(data_source=..., solution_str=..., ground_truth=..., extra_info=...,
 **reward_kwargs)`` from a thread of the event loop's default executor, i.e. from a
 NON-main thread of a Ray actor, and loads this file by path (it is not importable
 as ``recipe_srft.reward`` there), so this module only imports the standard library
-at import time and never relies on its own package name.  A ``dict`` return value
+at import time and never relies on its own package name: the answer-extraction layer
+it shares with ``data_prep`` (``recipe_srft/grading/extract.py``, also stdlib-only) is
+imported as ``recipe_srft.grading.extract`` when this file is ``recipe_srft.reward``
+and loaded from the sibling file by path otherwise (keep the two files together).
+A ``dict`` return value
 must always carry the same keys (verl stacks them over the batch); ``pred`` (a
 string) is used by verl's majority-vote metrics.
 
@@ -42,15 +47,21 @@ math (math-verify)        aime, aime24, amc, amc23, minerva,          off
                           "HuggingFaceH4/MATH-500")
 ========================  =========================================  ======
 
-* math: the answer is the content of the LAST ``\\boxed{...}`` / ``\\fbox{...}``
-  (balanced braces, escaped braces ignored; ``\\boxed 5`` also accepted); no boxed
-  answer -> 0 (no fallback).  The ground truth is used as is when it already holds
-  a ``\\boxed{}`` (its last one is taken); ``$``/``\\(``/``\\[`` delimiters are
-  removed from both sides and each side is wrapped as ``$...$`` and compared with
-  ``math_verify.parse`` + ``math_verify.verify``.  Exact shortcuts skip math-verify:
-  identical strings (up to whitespace) score 1, and two plain integers of at most 15
-  digits (``12``, ``-3``, ``142.0``) are compared as integers.  A ground truth that
-  is a single option letter (``C``, ``(C)``, ``\\text{(C)}``) is compared as a letter.
+* math: the answer is the content of the LAST non-empty ``\\boxed{...}`` /
+  ``\\fbox{...}`` (balanced braces, escaped braces ignored, empty and unbalanced
+  boxes skipped; ``\\boxed 5.`` also accepted, as "5"; the rules are those of
+  ``recipe_srft/grading/extract.py``, shared with data_prep).  No such box: with
+  ``answer_extraction="luffy"`` (default) math-verify's own default extraction of the
+  whole answer region is graded (what LUFFY grades: "final answer is" / "answer:"
+  anchors, else the rightmost LaTeX expression or number; ``pred`` is the matched
+  text); with ``answer_extraction="boxed"`` -> 0 (no fallback).  The ground truth is
+  used as is when it already holds a ``\\boxed{}`` (its last one is taken);
+  ``$``/``\\(``/``\\[`` delimiters are removed from both sides and each side is
+  wrapped as ``$...$`` and compared with ``math_verify.parse`` + ``math_verify.verify``.
+  Exact shortcuts skip math-verify: identical strings (up to whitespace) score 1, and
+  two plain integers of at most 15 digits (``12``, ``-3``, ``142.0``) are compared as
+  integers.  A ground truth that is a single option letter (``C``, ``(C)``,
+  ``\\text{(C)}``) is compared as a letter (not in the fallback: math-verify only).
   A ground truth is parsed once per worker (memo), as it is graded against many rollouts.
 * multiple choice: the last occurrence (by position) of a letter A-J given as
   ``\\boxed{X}`` (also ``\\boxed{(X)}``, ``\\boxed{\\text{X}}``, ``\\boxed{X) text}``),
@@ -111,16 +122,33 @@ its own ``parsing_timeout``/``timeout_seconds`` use ``signal.alarm``, which rais
 * If worker processes cannot be started, the call falls back to ``inline``
   (a warning is logged; starting workers is retried after 60 s).
 
-Configuration: kwargs ``timeout_s``, ``timeout_mode``, ``max_workers`` (or
-environment ``SRFT_REWARD_TIMEOUT_S``, ``SRFT_REWARD_TIMEOUT_MODE``,
-``SRFT_REWARD_MAX_WORKERS``); ``shortcuts=False`` forces math-verify even for
+Configuration: kwargs ``timeout_s``, ``timeout_mode``, ``max_workers``,
+``answer_extraction`` (or environment ``SRFT_REWARD_TIMEOUT_S``,
+``SRFT_REWARD_TIMEOUT_MODE``, ``SRFT_REWARD_MAX_WORKERS``,
+``SRFT_REWARD_ANSWER_EXTRACTION``); ``shortcuts=False`` forces math-verify even for
 identical strings and for two plain integers (used by the tests and the benchmark).
 Unknown kwargs (e.g. verl's ``reward_router_address``) are ignored.
+
+``answer_extraction`` (math sources only; GSM8K and multiple choice have their own
+rules above):
+
+* ``"luffy"`` (default): the last non-empty ``\\boxed{}`` of the answer region, else
+  math-verify's default extraction of the answer region (LUFFY's
+  ``reward_impl_version=3``, ``luffy/verl/verl/mix_src/math_verify_reward.py``).  The
+  fallback parse runs in the worker processes like every math-verify call (same
+  ``timeout_s``); answer regions without a digit, ``$``, ``\\`` or ``[`` skip it
+  (math-verify cannot extract anything from them).
+* ``"boxed"``: the last non-empty ``\\boxed{}`` only (the behaviour before the
+  fallback existed).
+
+Any other value raises ``ValueError``.
 """
 
 from __future__ import annotations
 
 import atexit
+import hashlib
+import importlib.util
 import json
 import logging
 import math
@@ -136,6 +164,35 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 logger = logging.getLogger(__name__)
+
+
+def _load_extract():
+    """The shared answer-extraction layer, ``recipe_srft/grading/extract.py``.
+
+    Imported normally when this file is ``recipe_srft.reward``; loaded from the sibling file by
+    path otherwise (verl loads this file by path, the grading workers run it as a script), so the
+    reward and its extraction always come from the same checkout.
+    """
+    if __name__ == "recipe_srft.reward":
+        from recipe_srft.grading import extract
+
+        return extract
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "grading", "extract.py")
+    name = f"_srft_grading_extract_{hashlib.sha1(path.encode()).hexdigest()[:12]}"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None or not os.path.isfile(path):
+        raise ImportError(f"recipe_srft.reward: the answer-extraction layer {path} is missing (keep "
+                          "reward.py next to its grading/ folder)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    sys.modules[name] = module
+    return module
+
+
+_ex = _load_extract()
 
 __all__ = [
     "compute_score",
@@ -240,6 +297,9 @@ def resolve_source(data_source: Any) -> str:
 # guards and configuration
 # --------------------------------------------------------------------------------------
 
+ANSWER_EXTRACTIONS = _ex.ANSWER_EXTRACTIONS
+DEFAULT_ANSWER_EXTRACTION = _ex.DEFAULT_ANSWER_EXTRACTION
+
 #: Extracted answers longer than this score 0 without being parsed.
 MAX_ANSWER_CHARS = 1500
 #: Extracted answers with a deeper ``{([`` nesting score 0 without being parsed.
@@ -266,7 +326,7 @@ def _env_float(name: str, default: float) -> float:
         raise ValueError(f"recipe_srft.reward: environment {name}={raw!r} is not a number") from None
 
 
-def _config(kwargs: dict[str, Any]) -> tuple[float, str, int]:
+def _config(kwargs: dict[str, Any]) -> tuple[float, str, int, str]:
     timeout_s = kwargs.get("timeout_s")
     if timeout_s is None:
         timeout_s = _env_float("SRFT_REWARD_TIMEOUT_S", DEFAULT_TIMEOUT_S)
@@ -288,7 +348,12 @@ def _config(kwargs: dict[str, Any]) -> tuple[float, str, int]:
         raise ValueError(f"recipe_srft.reward: max_workers must be an integer, got {workers!r}") from None
     if workers_i < 1:
         raise ValueError(f"recipe_srft.reward: max_workers must be >= 1, got {workers!r}")
-    return timeout_s, mode, workers_i
+    extraction = (kwargs.get("answer_extraction") or os.environ.get("SRFT_REWARD_ANSWER_EXTRACTION")
+                  or DEFAULT_ANSWER_EXTRACTION)
+    if extraction not in ANSWER_EXTRACTIONS:
+        raise ValueError(f"recipe_srft.reward: answer_extraction must be one of {ANSWER_EXTRACTIONS}, "
+                         f"got {extraction!r}")
+    return timeout_s, mode, workers_i, extraction
 
 
 def _max_nesting(s: str) -> int:
@@ -311,57 +376,16 @@ def _answer_ok(s: str) -> bool:
 # extraction (all linear time)
 # --------------------------------------------------------------------------------------
 
-_BOXED_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
-_BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.DOTALL)
-
-
-def _boxed_content_at(text: str, end_of_cmd: int, max_len: int | None = None) -> str | None:
-    """Content of the box whose command ends at ``end_of_cmd`` (None when malformed or longer than ``max_len``)."""
-    i = end_of_cmd
-    n = len(text)
-    while i < n and text[i] in " \t":
-        i += 1
-    if i >= n:
-        return None
-    if text[i] != "{":
-        # ``\boxed 5`` form: one token up to whitespace or a math delimiter
-        m = re.compile(r"[^\s$]+").match(text, i)
-        if m is None or end_of_cmd == i:  # ``\boxed5`` is not the spaced form
-            return None
-        return m.group(0)
-    depth = 0
-    stop = n if max_len is None else min(n, i + max_len + 2)
-    for tok in _BRACE_TOKEN_RE.finditer(text, i, stop):
-        t = tok.group(0)
-        if t == "{":
-            depth += 1
-        elif t == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1 : tok.start()]
-    return None  # unbalanced (e.g. truncated response)
+# The box and think-region rules live in recipe_srft/grading/extract.py (shared with data_prep).
+_BOXED_RE = _ex.BOXED_RE
 
 
 def extract_last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` / ``\\fbox{...}`` in ``text`` (None if absent or unbalanced)."""
-    last = None
-    for m in _BOXED_RE.finditer(text):
-        last = m
-    if last is None:
-        return None
-    content = _boxed_content_at(text, last.end())
-    return None if content is None else content.strip()
+    """Content of the last non-empty, well-formed ``\\boxed{...}`` / ``\\fbox{...}`` (None if none).
 
-
-def _iter_boxed_reversed(text: str, max_len: int):
-    """(position, content) of every well-formed box with content of at most ``max_len`` chars, last first.
-
-    The scan of each box stops after ``max_len`` chars, so this is O(len(text) * max_len) at worst.
+    Alias of :func:`recipe_srft.grading.extract.last_boxed`, kept for callers of the reward module.
     """
-    for m in reversed(list(_BOXED_RE.finditer(text))):
-        content = _boxed_content_at(text, m.end(), max_len)
-        if content is not None:
-            yield m.start(), content
+    return _ex.last_boxed(text)
 
 
 _DOLLAR_RE = re.compile(r"(?<!\\)\$")
@@ -428,7 +452,7 @@ def extract_choice_letter(text: str, digits: bool = False) -> str | None:
     ``ANSWER: X``, ``answer is (X)`` / ``answer is X``; the last occurrence by position wins.
     """
     best_pos, best = -1, None
-    for pos, content in _iter_boxed_reversed(text, 400):
+    for pos, content in _ex.iter_boxes_reversed(text, 400):
         letter = _as_letter(content, lenient=True, digits=digits)
         if letter is not None:
             best_pos, best = pos, letter
@@ -508,21 +532,52 @@ def _mv():
 _gold_parsed: dict[str, list] = {}  # a ground truth is graded against many rollouts: parse it once
 
 
-def _mv_equal(gold: str, pred: str, signal_timeout: int | None) -> bool:
-    """math-verify equivalence of two cleaned answers (each wrapped as ``$...$``)."""
-    parse, verify, cfg = _mv()
+def _parse_gold(gold: str, signal_timeout: int | None) -> list:
+    """math-verify parse of a cleaned ground truth wrapped as ``$...$`` (memoised; [] when unparsable)."""
+    parse, _, cfg = _mv()
     g = _gold_parsed.get(gold)
     if g is None:
         g = parse(f"${gold}$", extraction_config=cfg, parsing_timeout=signal_timeout)
         if not g:
-            return False
+            return g
         if len(_gold_parsed) >= 4096:
             _gold_parsed.clear()
         _gold_parsed[gold] = g
+    return g
+
+
+def _mv_equal(gold: str, pred: str, signal_timeout: int | None) -> bool:
+    """math-verify equivalence of two cleaned answers (each wrapped as ``$...$``)."""
+    parse, verify, cfg = _mv()
+    g = _parse_gold(gold, signal_timeout)
+    if not g:
+        return False
     p = parse(f"${pred}$", extraction_config=cfg, parsing_timeout=signal_timeout)
     if not p:
         return False
     return bool(verify(g, p, timeout_seconds=signal_timeout))
+
+
+def _mv_equal_text(gold: str, text: str, signal_timeout: int | None) -> tuple[bool, str]:
+    """LUFFY's comparison: math-verify's default extraction of ``text`` (unwrapped) against the gold.
+
+    Returns ``(equal, extracted string)``.
+    """
+    _, verify, _ = _mv()
+    p, extracted = _ex.math_verify_extract(text, signal_timeout)
+    if not p:
+        return False, extracted
+    g = _parse_gold(gold, signal_timeout)
+    if not g:
+        return False, extracted
+    return bool(verify(g, p, timeout_seconds=signal_timeout)), extracted
+
+
+def _mv_call(gold: str, pred: str, text_mode: bool, signal_timeout: int | None) -> tuple[bool, str]:
+    """One comparison as the worker protocol names it: ``text_mode`` = ``pred`` is a whole answer region."""
+    if text_mode:
+        return _mv_equal_text(gold, pred, signal_timeout)
+    return _mv_equal(gold, pred, signal_timeout), ""
 
 
 # --------------------------------------------------------------------------------------
@@ -584,11 +639,14 @@ class _Worker:
         line, _, self.buf = self.buf.partition(b"\n")
         return line
 
-    def request(self, gold: str, pred: str, timeout: float) -> bool | None:
-        """True/False, or None when the worker timed out (it is killed then)."""
+    def request(self, gold: str, pred: str, timeout: float, text_mode: bool = False) -> tuple[bool, str] | None:
+        """``(equal, extracted string)``, or None when the worker timed out (it is killed then)."""
         self.next_id += 1
         rid = self.next_id
-        msg = json.dumps({"id": rid, "g": gold, "p": pred, "cpu": timeout + 2.0}) + "\n"
+        req = {"id": rid, "g": gold, "p": pred, "cpu": timeout + 2.0}
+        if text_mode:
+            req["t"] = True
+        msg = json.dumps(req) + "\n"
         try:
             self.proc.stdin.write(msg.encode("utf-8"))
             self.proc.stdin.flush()
@@ -601,7 +659,7 @@ class _Worker:
         reply = json.loads(line)
         if reply.get("id") != rid:
             raise _WorkerDied("out-of-sync reply")
-        return bool(reply.get("ok"))
+        return bool(reply.get("ok")), str(reply.get("x") or "")
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -725,10 +783,13 @@ def _serve() -> None:  # pragma: no cover - runs in the worker subprocess
             except (OSError, ValueError):
                 pass
         try:
-            ok = _mv_equal(req["g"], req["p"], None)
+            ok, extracted = _mv_call(req["g"], req["p"], bool(req.get("t")), None)
         except Exception:
-            ok = False
-        out.write(json.dumps({"id": req.get("id"), "ok": bool(ok)}) + "\n")
+            ok, extracted = False, ""
+        reply = {"id": req.get("id"), "ok": bool(ok)}
+        if extracted:
+            reply["x"] = extracted
+        out.write(json.dumps(reply) + "\n")
         out.flush()
 
 
@@ -736,7 +797,8 @@ def _serve() -> None:  # pragma: no cover - runs in the worker subprocess
 # memo of math-verify results
 # --------------------------------------------------------------------------------------
 
-_cache: OrderedDict[tuple[str, str], bool] = OrderedDict()
+# (gold, pred, text mode) -> (equal, extracted string); a whole answer region is keyed by its digest
+_cache: OrderedDict[tuple[str, str, bool], tuple[bool, str]] = OrderedDict()
 _cache_lock = threading.Lock()
 
 
@@ -756,34 +818,47 @@ if hasattr(os, "register_at_fork"):
 
 
 def _math_equal(gold: str, pred: str, timeout_s: float, mode: str, max_workers: int) -> bool:
-    key = (gold, pred)
+    """math-verify equivalence of two cleaned answers, time-bounded and memoised."""
+    return _bounded_mv(gold, pred, False, timeout_s, mode, max_workers)[0]
+
+
+def _math_equal_text(gold: str, text: str, timeout_s: float, mode: str, max_workers: int) -> tuple[bool, str]:
+    """LUFFY's fallback: math-verify extracts the answer from ``text`` itself; ``(equal, extracted)``."""
+    return _bounded_mv(gold, text, True, timeout_s, mode, max_workers)
+
+
+def _bounded_mv(gold: str, pred: str, text_mode: bool, timeout_s: float, mode: str,
+                max_workers: int) -> tuple[bool, str]:
+    # answer regions can be long: memoise them by digest, not by value
+    key = (gold, hashlib.blake2b(pred.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+           if text_mode else pred, text_mode)
     with _cache_lock:
         hit = _cache.get(key)
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    result: bool | None = None
+    result: tuple[bool, str] | None = None
     if mode == "process":
         w = _POOL.acquire(max_workers)
         if w is not None:
             healthy = False
             try:
-                result = w.request(gold, pred, timeout_s)
+                result = w.request(gold, pred, timeout_s, text_mode)
                 healthy = result is not None
                 if result is None:
                     logger.warning("recipe_srft.reward: math-verify exceeded %.1fs; scored 0", timeout_s)
-                    result = False
+                    result = (False, "")
             except Exception:  # worker died (e.g. killed by its CPU limit) or garbled reply
                 w.kill()
-                result = False
+                result = (False, "")
             finally:
                 _POOL.release(w, healthy)
     if result is None:  # inline mode, or no worker could be started
         in_main = threading.current_thread() is threading.main_thread()
         try:
-            result = _mv_equal(gold, pred, max(1, int(math.ceil(timeout_s))) if in_main else None)
+            result = _mv_call(gold, pred, text_mode, max(1, int(math.ceil(timeout_s))) if in_main else None)
         except Exception:
-            result = False
+            result = (False, "")
     with _cache_lock:
         _cache[key] = result
         if len(_cache) > _CACHE_SIZE:
@@ -809,8 +884,10 @@ def _clean_math(s: str) -> str:
 
 
 def _grade_math(answer_text: str, gts: list[str], opts: dict[str, Any]) -> tuple[float, str]:
-    content = extract_last_boxed(answer_text)
+    content = _ex.last_boxed(answer_text)
     if content is None:
+        if opts["extraction"] == _ex.LUFFY:
+            return _grade_math_expression(answer_text, gts, opts)
         return 0.0, ""
     pred = _strip_math_delims(content)
     if not pred or not _answer_ok(pred):
@@ -838,6 +915,25 @@ def _grade_math(answer_text: str, gts: list[str], opts: dict[str, Any]) -> tuple
                     return 1.0, pred
                 continue
         if _answer_ok(gold) and _math_equal(gold, pred, opts["timeout_s"], opts["mode"], opts["max_workers"]):
+            return 1.0, pred
+    return 0.0, pred
+
+
+def _grade_math_expression(answer_text: str, gts: list[str], opts: dict[str, Any]) -> tuple[float, str]:
+    """LUFFY's fallback for a region without a box: math-verify extracts and compares (in a worker).
+
+    No shortcuts and no letter rule: there is no extracted string before math-verify has run.
+    """
+    if not _ex.may_hold_expression(answer_text):
+        return 0.0, ""
+    pred = ""
+    for gt in gts:
+        gold = _clean_math(gt)
+        if not gold or not _answer_ok(gold):
+            continue
+        ok, extracted = _math_equal_text(gold, answer_text, opts["timeout_s"], opts["mode"], opts["max_workers"])
+        pred = _strip_math_delims(extracted) if len(extracted) <= MAX_ANSWER_CHARS else extracted[:200]
+        if ok:
             return 1.0, pred
     return 0.0, pred
 
@@ -920,18 +1016,6 @@ def _think_format(source: str, extra_info: Any, kwargs: dict[str, Any]) -> bool:
     return THINK_FORMAT_DEFAULT.get(source, False)
 
 
-def _answer_region(response: str, think: bool) -> str | None:
-    """Text to grade; None when the think format is required and violated."""
-    if not think:
-        return response
-    if not response.startswith("<think>"):
-        response = "<think>\n" + response
-    pos = response.rfind("</think>")
-    if pos < 0:
-        return None
-    return response[pos + len("</think>") :]
-
-
 def compute_score(
     data_source: Any,
     solution_str: Any,
@@ -943,11 +1027,12 @@ def compute_score(
     source = resolve_source(data_source)
     family = SOURCE_FAMILY[source]
     gts = _gt_list(ground_truth)
-    timeout_s, mode, max_workers = _config(kwargs)
+    timeout_s, mode, max_workers, extraction = _config(kwargs)
     opts = {
         "timeout_s": timeout_s,
         "mode": mode,
         "max_workers": max_workers,
+        "extraction": extraction,
         "shortcuts": kwargs.get("shortcuts", True) is not False,
     }
     think = _think_format(source, extra_info if isinstance(extra_info, dict) else None, kwargs)
@@ -956,7 +1041,7 @@ def compute_score(
             solution_str = solution_str.decode("utf-8", "replace")
         elif not isinstance(solution_str, str):
             solution_str = "" if solution_str is None else str(solution_str)
-        region = _answer_region(solution_str, think)
+        region = _ex.answer_region(solution_str, think)
         if region is None:
             score, pred = 0.0, ""
         else:

@@ -156,7 +156,7 @@ def test_help_documents_every_option(capsys):
         eval_sets.main: ["--format", "--seed", "aime24", "amc23", "math500", "minerva", "olympiadbench",
                          "gpqa", "arc_c", "mmlu_pro", "luffy", "answerKey", "answer_index"],
         validate.main: ["--tokenizer", "--max-prompt-length", "--max-response-length", "--fix", "--output",
-                        "--list"],
+                        "--list", "--answer-extraction", "luffy", "boxed"],
     }
     for main, words in expected.items():
         with pytest.raises(SystemExit) as exc:
@@ -580,7 +580,10 @@ def test_validator_cli_reports_errors(train_file, tokenizer_dirs):
     assert re.search(r"1 rows\s+missing or empty ground truth: rows 3\b", out)
     assert re.search(r"1 rows\s+duplicate prompt .*: rows 4\b", out)
     assert re.search(r"1 rows\s+boxed demonstration without .*: rows 5\b", out)
-    assert "FAILED (3 rows with errors)" in out
+    # row 5 has no answer at all: the reward rejects it, so it would be a negative in its group
+    assert re.search(r"1 rows\s+demonstration rejected by the reward .*: rows 5\b", out)
+    assert "e.g. row 5: the reward reads no answer; ground truth '1'" in out
+    assert "FAILED (4 rows with errors)" in out
     assert len(out.splitlines()) < 25  # one screen
 
 
@@ -596,7 +599,8 @@ def test_validator_lengths_and_think_prefix(tokenizer_dirs):
     # "the answer < / think > is \ boxed { 1 }" -> Whitespace pieces + EOS; the "<think>\n" prefix is not counted
     expected = len(tokenizer("the answer </think> is \\boxed{1}", add_special_tokens=False)["input_ids"]) + 1
     assert result.demo_lengths[0] == expected
-    assert result.ok and result.warnings[validate.THINK_DEMO] == [1]
+    assert result.warnings[validate.THINK_DEMO] == [1]
+    assert dict(result.errors) == {validate.DEMO_REJECTED: [1]}  # no </think>: the think-format reward gives 0
     assert not result.warnings.get(validate.THINK_PROMPT)
 
     plain = check_rows(rows, columns, tokenizer=load_tokenizer(str(plain_tok)))
@@ -609,21 +613,59 @@ def test_validator_fix_drop_and_truncate(train_file, tokenizer_dirs, tmp_path, c
     limits = ["--tokenizer", think_tok, "--max-prompt-length", 60, "--max-response-length", 20]
     dropped = tmp_path / "dropped.parquet"
     status, out, _ = call(validate.main, train_file, *limits, "--fix", "drop", "--output", dropped, capsys=capsys)
-    assert status == 0 and "dropped 3, truncated 0" in out
-    assert [r["extra_info"]["index"] for r in read_rows(dropped)] == [0, 4, 5]
+    assert status == 0 and "dropped 4, truncated 0" in out
+    assert [r["extra_info"]["index"] for r in read_rows(dropped)] == [0, 4]
     assert call(validate.main, dropped, *limits, capsys=capsys)[0] == 0
 
     truncated = tmp_path / "truncated.parquet"
     status, out, _ = call(validate.main, train_file, *limits, "--fix", "truncate", "--output", truncated,
                           capsys=capsys)
-    assert status == 0 and "dropped 2, truncated 1" in out and "usually score 0" in out
+    assert status == 0 and "dropped 3, truncated 1" in out and "usually score 0" in out
     rows = read_rows(truncated)
-    assert [r["extra_info"]["index"] for r in rows] == [0, 1, 4, 5]
+    assert [r["extra_info"]["index"] for r in rows] == [0, 1, 4]
     assert pq.read_schema(truncated) == pq.read_schema(train_file)
     demo = rows[1]["target"][0]["content"]
     assert demo == _words(19)  # 19 tokens + EOS = 20
     status, out, _ = call(validate.main, truncated, *limits, capsys=capsys)
-    assert status == 0 and "max 20 (limit 20)" in out
+    assert "max 20 (limit 20)" in out
+    # the cut demonstration lost its \boxed{1}: the reward now rejects it (row 1 of the truncated file)
+    assert status == 1 and re.search(r"1 rows\s+demonstration rejected by the reward .*: rows 1\b", out)
+
+
+def test_validator_grades_demonstrations_with_the_reward(tmp_path, capsys):
+    """Each demonstration is graded against its ground truth by recipe_srft.reward.compute_score."""
+    rows = [
+        _row(0, "empty last box", "so \\boxed{8} \\boxed{}", truth="8"),  # the last NON-empty box counts: passes
+        _row(1, "wrong answer", "so \\boxed{9}", truth="8"),                # rejected: a negative in its group
+        _row(2, "think row", "<think>\nhmm</think>\nSo \\boxed{8}.", truth="8", template="luffy_think"),
+        _row(3, "spaced box", "thus \\boxed 8.", truth="8"),
+    ]
+    path = tmp_path / "demos.parquet"
+    write_rows(rows, path, training=True)
+    status, out, _ = call(validate.main, path, capsys=capsys)
+    assert status == 1
+    assert re.search(r"1 rows\s+demonstration rejected by the reward \(scores 0: a negative in its group\): "
+                     r"rows 1\n", out)
+    assert "e.g. row 1: the reward reads '9'; ground truth '8'" in out
+    assert "FAILED (1 rows with errors)" in out
+
+    dropped = tmp_path / "dropped.parquet"
+    status, out, _ = call(validate.main, path, "--fix", "drop", "--output", dropped, capsys=capsys)
+    assert status == 0 and "dropped 1, truncated 0" in out
+    assert [r["extra_info"]["index"] for r in read_rows(dropped)] == [0, 2, 3]  # exactly the wrong one left out
+    assert call(validate.main, dropped, capsys=capsys)[0] == 0
+
+    # the row's template rules apply: a luffy_think demonstration without </think> scores 0
+    think = [_row(0, "think row, no close", "So \\boxed{8}.", truth="8", template="luffy_think")]
+    assert validate.check_rows(think, list(think[0])).errors[validate.DEMO_REJECTED] == [0]
+
+    # a data_source the reward does not know would stop training: an error too
+    odd = [_row(0, "a", "\\boxed{1}")]
+    odd[0]["data_source"] = "squad"
+    write_rows(odd, tmp_path / "odd.parquet", training=True)
+    status, out, _ = call(validate.main, tmp_path / "odd.parquet", capsys=capsys)
+    assert status == 1 and re.search(r"1 rows\s+row the reward cannot grade: rows 0\n.*unknown data_source 'squad'",
+                                     out)
 
 
 def test_validator_schema_errors_and_refusals(tmp_path, capsys):

@@ -87,13 +87,19 @@ def generation_config_hash(cfg: EvalConfig) -> str:
 
 
 def grading_hash(cfg: EvalConfig) -> str:
+    """Changes whenever the grading can: the reward's source, its extraction layer, the switches."""
+    import recipe_srft.grading.extract as extract
     import recipe_srft.reward as reward
 
-    try:
-        src = Path(reward.__file__).read_bytes()
-    except OSError:
-        src = b""
-    return stable_hash({"reward_sha": hashlib.sha256(src).hexdigest(), "think_format": cfg.think_format}, 12)
+    digest = hashlib.sha256()
+    for module in (reward, extract):
+        try:
+            digest.update(Path(module.__file__).read_bytes())
+        except OSError:
+            pass
+    extraction = os.environ.get("SRFT_REWARD_ANSWER_EXTRACTION") or extract.DEFAULT_ANSWER_EXTRACTION
+    return stable_hash({"reward_sha": digest.hexdigest(), "think_format": cfg.think_format,
+                        "answer_extraction": extraction}, 12)
 
 
 # --------------------------------------------------------------------------------------------------
