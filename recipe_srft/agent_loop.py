@@ -19,28 +19,26 @@ from typing import Any
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
+from . import contract as C
 from .demos import extract_demos, tokenize_demo
 
-DEMO_FIELDS_KEY = "srft_demo_fields"
-NUM_ROLLOUTS_KEY = "srft_num_rollouts"
 
-
-@register("srft_agent")
+@register(C.AGENT_NAME)
 class SRFTAgentLoop(SingleTurnAgentLoop):
     """Single-turn rollouts, plus demonstration trajectories for sessions past the rollout count."""
 
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
-        num_rollouts = kwargs.get(NUM_ROLLOUTS_KEY)
+        num_rollouts = kwargs.get(C.NUM_ROLLOUTS)
         session_id = int(kwargs.get("session_id", 0))
         if num_rollouts is None or session_id < int(num_rollouts):
             output = await super().run(sampling_params, **kwargs)
-            output.extra_fields["srft_is_demo"] = 0
-            output.extra_fields["srft_demo_truncated"] = 0
+            output.extra_fields[C.EXTRA_IS_DEMO] = 0
+            output.extra_fields[C.EXTRA_DEMO_TRUNCATED] = 0
             return output
         return await self._demo_trajectory(session_id - int(num_rollouts), **kwargs)
 
     async def _demo_trajectory(self, demo_index: int, **kwargs) -> AgentLoopOutput:
-        fields = kwargs.get(DEMO_FIELDS_KEY) or ("target", "demo")
+        fields = kwargs.get(C.DEMO_FIELDS) or ("target", "demo")
         if isinstance(fields, str):
             fields = tuple(f.strip() for f in fields.split(","))
         demos = extract_demos(kwargs, fields)
@@ -69,8 +67,8 @@ class SRFTAgentLoop(SingleTurnAgentLoop):
                 "global_steps": kwargs.get("global_steps"),
                 "min_global_steps": kwargs.get("global_steps"),
                 "max_global_steps": kwargs.get("global_steps"),
-                "srft_is_demo": 1,
-                "srft_demo_truncated": int(demo.truncated),
+                C.EXTRA_IS_DEMO: 1,
+                C.EXTRA_DEMO_TRUNCATED: int(demo.truncated),
                 "turn_scores": [],
                 "tool_rewards": [],
             },

@@ -11,7 +11,7 @@ template, section 5 of the method doc), truncated to ``max_response_length``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 THINK_PREFIX = "<think>\n"
 

@@ -36,7 +36,6 @@ import argparse
 import copy
 import dataclasses
 import inspect
-import json
 import os
 import sys
 import warnings
@@ -56,14 +55,6 @@ FREE_FORM_PREFIXES = (
     "srft.",
     "runtime",
 )
-
-#: Position limits of the models the run scripts name (``max_position_embeddings``; used when the
-#: model path is not a local folder with a ``config.json``). srft_method.md, pitfall 4.
-KNOWN_POSITION_LIMITS = {
-    "Qwen/Qwen2.5-Math-7B": 4096,
-    "Qwen/Qwen2.5-Math-1.5B": 4096,
-    "Elliott/Qwen2.5-Math-7B-16k-think": 16384,
-}
 
 #: Substrings of errors raised when code needs an accelerator that is not there.
 _DEVICE_ERROR_MARKERS = (
@@ -127,32 +118,6 @@ def _added_key_warnings(overrides: list[str]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- helpers
-def _select(config, key: str, default=None):
-    from omegaconf import OmegaConf
-
-    value = OmegaConf.select(config, key, default=default)
-    return default if value is None else value
-
-
-def apply_srft_group(config, srft):
-    """Copy of ``config`` as :class:`recipe_srft.trainer.SRFTTrainer` hands it to verl's workers.
-
-    Mirrors ``SRFTTrainer.__init__``: ``rollout.n`` (and the actor's ``rollout_n``) become the group
-    size n + m so that verl's mini-batch arithmetic counts whole groups; entropy is computed.
-    """
-    from omegaconf import open_dict
-
-    view = copy.deepcopy(config)
-    with open_dict(view):
-        if view.get("srft", {}).get("num_rollouts") is None:
-            n = int(view.actor_rollout_ref.rollout.n)
-            view.srft.num_rollouts = n
-            view.actor_rollout_ref.rollout.n = n + srft.demos_per_prompt
-            view.actor_rollout_ref.actor.rollout_n = n + srft.demos_per_prompt
-            view.actor_rollout_ref.actor.calculate_entropy = True
-    return view
-
-
 def _target_subtrees(node, path: str = ""):
     """(path, node) of every subtree with a ``_target_`` that is not inside another one."""
     from omegaconf import DictConfig
@@ -233,23 +198,6 @@ def _field_type_errors(obj, path: str, seen: Optional[set] = None) -> list[str]:
         if not ok:
             errors.append(f"{path}.{f.name}={value!r}: expected {getattr(annotation, '__name__', annotation)}")
     return errors
-
-
-def _model_position_limit(model_path: str) -> tuple[Optional[int], str]:
-    path = Path(os.path.expanduser(str(model_path)))
-    cfg_file = path / "config.json"
-    if cfg_file.is_file():
-        try:
-            data = json.loads(cfg_file.read_text())
-        except (OSError, ValueError) as exc:
-            return None, f"{cfg_file} unreadable ({exc})"
-        for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
-            if isinstance(data.get(key), int):
-                return int(data[key]), f"{key} of {cfg_file}"
-        return None, f"no position limit in {cfg_file}"
-    if str(model_path) in KNOWN_POSITION_LIMITS:
-        return KNOWN_POSITION_LIMITS[str(model_path)], f"known limit of {model_path}"
-    return None, f"{model_path} is not a local folder with config.json and not a known model: not checked"
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -377,128 +325,6 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _batch_checks(config, view, srft, use_ref: bool, problems: list, summary: dict) -> None:
-    data = config.data
-    actor = config.actor_rollout_ref.actor
-    rollout = config.actor_rollout_ref.rollout
-    n = int(view.srft.num_rollouts)
-    m = int(srft.demos_per_prompt)
-    group = n + m
-    tbs = int(data.train_batch_size)
-    mini = int(actor.ppo_mini_batch_size)
-    epochs = int(actor.get("ppo_epochs", 1) or 1)
-    nnodes = int(config.trainer.nnodes)
-    per_node = int(config.trainer.n_gpus_per_node)
-    n_gpus = nnodes * per_node
-    prompt_len = int(data.max_prompt_length)
-    response_len = int(data.max_response_length)
-    longest = prompt_len + response_len
-
-    if n < 1:
-        problems.append(f"actor_rollout_ref.rollout.n={n}: need at least one on-policy rollout per prompt")
-    if tbs < 1 or mini < 1:
-        problems.append(f"data.train_batch_size={tbs} and actor.ppo_mini_batch_size={mini} must be >= 1")
-        return
-    if mini > tbs:
-        problems.append(f"actor_rollout_ref.actor.ppo_mini_batch_size={mini} > data.train_batch_size={tbs}")
-    if tbs % mini:
-        problems.append(f"data.train_batch_size={tbs} is not a multiple of actor_rollout_ref.actor.ppo_mini_batch_size"
-                        f"={mini} (both count prompts): the last optimizer step would get a partial mini-batch. "
-                        f"Use e.g. ppo_mini_batch_size={_divisor_near(tbs, mini)}")
-    if (tbs * group) % (mini * group):
-        problems.append(f"a rollout batch of {tbs * group} trajectories (train_batch_size {tbs} x group {group}) "
-                        f"does not split into mini-batches of {mini * group} (ppo_mini_batch_size {mini} x {group})")
-
-    # GPUs: rollout replicas (hybrid engine: on all GPUs) and the actor's data-parallel ranks
-    tp = int(rollout.tensor_model_parallel_size)
-    rollout_ws = tp * int(rollout.get("data_parallel_size", 1) or 1) * int(rollout.get("pipeline_model_parallel_size", 1) or 1)
-    if n_gpus < 1:
-        problems.append(f"trainer.nnodes={nnodes} x trainer.n_gpus_per_node={per_node}: no GPU")
-        return
-    if n_gpus % rollout_ws:
-        problems.append(f"{n_gpus} GPUs (NNODES {nnodes} x GPUS_PER_NODE {per_node}) are not divisible by the rollout's "
-                        f"model-parallel size {rollout_ws} (tensor_model_parallel_size={tp})")
-    if per_node % tp and tp <= per_node:
-        problems.append(f"rollout tensor_model_parallel_size={tp} does not divide the {per_node} GPUs of a node")
-    strategy = str(actor.strategy)
-    if strategy == "megatron":
-        mp = (int(actor.megatron.tensor_model_parallel_size) * int(actor.megatron.pipeline_model_parallel_size)
-              * int(actor.megatron.context_parallel_size))
-        sp = 1
-    else:
-        sp = max(int(actor.get("ulysses_sequence_parallel_size", 1) or 1),
-                 int(_select(actor, "fsdp_config.ulysses_sequence_parallel_size", 1)))
-        mp = sp
-    if n_gpus % mp:
-        problems.append(f"{n_gpus} GPUs are not divisible by the actor's model/sequence-parallel size {mp}")
-    dp = max(1, n_gpus // mp)
-    if (mini * group) % dp:
-        problems.append(f"an optimizer mini-batch of {mini * group} trajectories ({mini} prompts x group {group}) does "
-                        f"not split evenly over the actor's {dp} data-parallel ranks; the SRFT trainer's per-mini-batch "
-                        f"demo-token counts assume it does: pick ppo_mini_batch_size so that {mini}*{group} % {dp} == 0")
-    if (tbs * group) % dp:
-        problems.append(f"a rollout batch of {tbs * group} trajectories does not split over {dp} data-parallel ranks "
-                        f"(verl would pad it)")
-
-    # token budgets
-    budgets = {}
-    if actor.use_dynamic_bsz:
-        budgets["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] = int(actor.ppo_max_token_len_per_gpu)
-    else:
-        mbs = actor.get("ppo_micro_batch_size_per_gpu")
-        if mbs and ((mini * group) // dp) % int(mbs):
-            problems.append(f"{(mini * group) // dp} trajectories per rank and mini-batch are not a multiple of "
-                            f"actor.ppo_micro_batch_size_per_gpu={mbs}")
-    if rollout.get("log_prob_use_dynamic_bsz"):
-        budgets["actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu"] = int(rollout.log_prob_max_token_len_per_gpu)
-    ref = config.actor_rollout_ref.get("ref") or {}
-    if use_ref and ref.get("log_prob_use_dynamic_bsz"):
-        budgets["actor_rollout_ref.ref.log_prob_max_token_len_per_gpu"] = int(ref.log_prob_max_token_len_per_gpu)
-    for key, budget in budgets.items():
-        if budget * sp < longest:
-            problems.append(f"{key}={budget} (x sequence parallel {sp}) cannot hold one trajectory of up to "
-                            f"{longest} tokens (max_prompt_length {prompt_len} + max_response_length {response_len})")
-
-    # positions of the model (pitfall 4) and vLLM's context
-    limit, source = _model_position_limit(str(config.actor_rollout_ref.model.path))
-    if limit is not None and longest > limit:
-        problems.append(f"max_prompt_length {prompt_len} + max_response_length {response_len} = {longest} exceeds the "
-                        f"model's {limit} positions ({source}); vLLM would cap the responses: use a model with a "
-                        f"longer window (e.g. Elliott/Qwen2.5-Math-7B-16k-think) or lower data.max_response_length")
-    max_model_len = rollout.get("max_model_len")
-    if max_model_len is not None and int(max_model_len) < longest:
-        problems.append(f"actor_rollout_ref.rollout.max_model_len={max_model_len} < {longest} = max prompt + response")
-
-    summary.update(
-        rollouts_per_prompt=n,
-        demos_per_prompt=m,
-        group_size=group,
-        train_batch_size_prompts=tbs,
-        trajectories_per_step=tbs * group,
-        generated_per_step=tbs * n,
-        ppo_mini_batch_size_prompts=mini,
-        trajectories_per_mini_batch=mini * group,
-        ppo_epochs=epochs,
-        optimizer_steps_per_rollout_batch=(tbs // mini) * epochs,
-        nnodes=nnodes,
-        gpus_per_node=per_node,
-        total_gpus=n_gpus,
-        rollout_tp=tp,
-        rollout_replicas=n_gpus // rollout_ws if rollout_ws else 0,
-        actor_strategy=strategy,
-        actor_dp=dp,
-        trajectories_per_rank_per_mini_batch=(mini * group) // dp,
-        max_sequence_length=longest,
-        token_budgets={k: v for k, v in budgets.items()},
-        model_positions=f"{limit} ({source})" if limit is not None else source,
-    )
-
-
-def _divisor_near(total: int, target: int) -> int:
-    divisors = [d for d in range(1, total + 1) if total % d == 0]
-    return min(divisors, key=lambda d: (abs(d - target), -d))
-
-
 # ---------------------------------------------------------------------------------------------- main API
 def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_name: str = CONFIG_NAME) -> dict:
     """Runs every check on the config of ``overrides``; returns the summary or raises :class:`DryRunError`."""
@@ -515,8 +341,8 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
+    from .launch import apply_srft_group, batch_checks, check_verl_config, srft_config_from
     from .srft_config import describe
-    from .trainer import check_verl_config, srft_config_from
 
     problems: list[str] = []
     notes: list[str] = []
@@ -563,7 +389,8 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
     summary["verl_validate_config"] = validation
 
     # the config as the SRFT trainer hands it to verl's workers
-    view = apply_srft_group(config, srft)
+    view = copy.deepcopy(config)
+    apply_srft_group(view, srft)
     try:
         summary["dataclasses"] = _instantiate_dataclasses(view, use_ref=use_ref, use_critic=use_critic,
                                                           problems=problems, notes=notes)
@@ -571,10 +398,7 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
         warnings_out.append(f"a verl config dataclass needs an accelerator to be built: {exc}")
         summary["dataclasses"] = [f"INCOMPLETE: {exc}"]
 
-    try:
-        _batch_checks(config, view, srft, use_ref, problems, summary)
-    except (TypeError, ValueError, OmegaConfBaseException) as exc:
-        problems.append(f"batch arithmetic could not be checked (a size is not a number?): {_short(exc)}")
+    summary.update(batch_checks(config, srft, use_ref)[1])  # its problems were reported by check_verl_config
 
     # run identity and files (the files need not exist for a dry run)
     trainer = config.trainer

@@ -21,7 +21,7 @@ The file provides the configuration (:class:`SRFTLossConfig`), a pure tensor fun
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -30,6 +30,8 @@ from verl.trainer.ppo.core_algos import agg_loss
 from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
+
+from . import contract as C
 
 __all__ = [
     "SUPPORTED_LOSS_AGG_MODES",
@@ -77,7 +79,7 @@ class SRFTLossConfig:
     Configuration of the SRFT loss (arXiv 2506.19767, Eq. 8-13).
 
     Defaults follow the paper; each alternative reading of the sources is one switch
-    (see ``docs/srft_method.md``, sections 3-4).
+    (see ``docs/method.md`` and ``docs/defaults.md``).
 
     Parameters:
         > Parameters of the SFT term on demonstrations (Eq. 8)
@@ -147,63 +149,32 @@ class SRFTLossConfig:
             Entropy bonus of Eq. 13 (`L -= entropy_coeff * agg(H)`); the published scripts use `0.001`.
     """
 
+    # Each parameter is documented once, in the class docstring above.
     # Eq. 8: w_sft = sft_coef * sg(exp(sft_entropy_sign * H))
-    sft_coef: float = field(default=0.5, metadata={"help": "Coefficient of w_sft (Eq. 8)."})
-    sft_entropy_sign: int = field(
-        default=-1, metadata={"help": "Sign of H in w_sft (Eq. 8): -1 paper, +1 authors' code.", "choices": [-1, 1]}
-    )
-    sft_weighting: str = field(
-        default="entropy",
-        metadata={"help": "w_sft = sft_coef*exp(sign*H) ('entropy') or sft_coef ('constant') (Eq. 8).",
-                  "choices": ["entropy", "constant"]},
-    )
-    # Eq. 11: w_rl = pos_coef * sg(exp(+H)) on positive rollouts
-    pos_coef: float = field(default=0.1, metadata={"help": "Coefficient of w_rl (Eq. 11)."})
-    pos_weighting: str = field(
-        default="entropy",
-        metadata={"help": "w_rl = pos_coef*exp(+H) ('entropy') or pos_coef ('constant') (Eq. 11).",
-                  "choices": ["entropy", "constant"]},
-    )
-    # Eq. 11-12: which rollouts are "positive"
-    positive_by: str = field(
-        default="advantage",
-        metadata={"help": "Positive rollout: A > 0 ('advantage') or reward > 0.5 ('reward') (Eq. 11-12).",
-                  "choices": ["advantage", "reward"]},
-    )
-    # Eq. 8 / 11: scope of the entropy in the weights
-    entropy_scope: str = field(
-        default="sequence",
-        metadata={"help": "Entropy in the weights: per-sequence mean, per token, or mini-batch mean (Eq. 8, 11).",
-                  "choices": ["sequence", "token", "batch"]},
-    )
-    weight_clamp: Optional[float] = field(
-        default=None, metadata={"help": "Upper clamp of w_sft and w_rl (Eq. 8, 11); None = no clamp."}
-    )
-    # Eq. 11 (ratio, authors' code) vs Eq. 12 (REINFORCE, paper)
-    onpolicy_form: str = field(
-        default="ratio",
-        metadata={"help": "On-policy term: clipped ratio surrogate (Eq. 11) or REINFORCE -c*log p (Eq. 12).",
-                  "choices": ["ratio", "reinforce"]},
-    )
-    # Eq. 10: f(p) of the off-policy term
-    offpolicy_shaping: str = field(
-        default="luffy",
-        metadata={"help": "Off-policy f(p): p/(p+gamma) ('luffy') or p ('none') (Eq. 9-10).",
-                  "choices": ["luffy", "none"]},
-    )
-    offpolicy_gamma: float = field(default=0.1, metadata={"help": "gamma of f(p) = p/(p+gamma) (Eq. 10)."})
-    # Eq. 11: verl's clipped surrogate with dual clip
-    clip_ratio_low: float = field(default=0.2, metadata={"help": "Lower clip eps_low of the ratio (Eq. 11)."})
-    clip_ratio_high: float = field(default=0.2, metadata={"help": "Upper clip eps_high of the ratio (Eq. 11)."})
-    clip_ratio_c: float = field(default=3.0, metadata={"help": "Dual-clip constant for A < 0 (Eq. 11)."})
-    onpolicy_clip: bool = field(default=True, metadata={"help": "Clip the ratio (verl) or not (LUFFY/HPT) (Eq. 11)."})
+    sft_coef: float = 0.5
+    sft_entropy_sign: int = -1
+    sft_weighting: str = "entropy"
+    use_sft: bool = True
+    # Eq. 9-10: f(p) of the off-policy term
+    offpolicy_shaping: str = "luffy"
+    offpolicy_gamma: float = 0.1
     # Eq. 9-12: which rows carry an RL term (their tokens alone make the RL denominators)
-    demo_rl: bool = field(default=True, metadata={"help": "Demonstrations get the off-policy RL term (Eq. 9-10)."})
-    rollout_rl: bool = field(default=True, metadata={"help": "Rollouts get the on-policy RL term (Eq. 11-12)."})
-    # Eq. 8 on/off
-    use_sft: bool = field(default=True, metadata={"help": "Include the SFT term of Eq. 8."})
-    # Eq. 13: entropy bonus
-    entropy_coeff: float = field(default=0.0, metadata={"help": "Entropy bonus coefficient of Eq. 13."})
+    demo_rl: bool = True
+    rollout_rl: bool = True
+    # Eq. 11: w_rl = pos_coef * sg(exp(+H)) on positive rollouts; which rollouts are positive
+    pos_coef: float = 0.1
+    pos_weighting: str = "entropy"
+    positive_by: str = "advantage"
+    # Eq. 11 (ratio, verl's clipped surrogate) vs Eq. 12 (REINFORCE, paper)
+    onpolicy_form: str = "ratio"
+    onpolicy_clip: bool = True
+    clip_ratio_low: float = 0.2
+    clip_ratio_high: float = 0.2
+    clip_ratio_c: float = 3.0
+    # Eq. 8 / 11: the entropy in the weights; Eq. 13: entropy bonus
+    entropy_scope: str = "sequence"
+    weight_clamp: Optional[float] = None
+    entropy_coeff: float = 0.0
 
     def __post_init__(self):
         for name, allowed in _CHOICES.items():
@@ -528,7 +499,7 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
     Bind the configuration with `functools.partial(srft_loss_fn, srft_cfg=...)`. Clip ratios and the entropy
     coefficient come from `srft_cfg`; `loss_agg_mode` and `loss_scale_factor` from the actor `config`.
 
-    Reads from the micro-batch `data` (a TensorDict in verl's no-padding layout):
+    Reads from the micro-batch `data` (a TensorDict in verl's no-padding layout; keys: `recipe_srft.contract`):
         * `response_mask`, `old_log_probs`, `advantages` (`[B, T]`);
         * `is_demo` (`[B]` or `[B, 1]`, bool/int), `srft_rewards` (`[B]`, the sequence reward);
         * `srft_demo_num_tokens` (`[B]`, every element = demo-token count of the whole optimizer mini-batch,
@@ -553,14 +524,13 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
     global_batch_size = tu.get_non_tensor_data(data=data, key="global_batch_size", default=None)
     loss_scale_factor = getattr(config, "loss_scale_factor", None)
 
-    required = ["response_mask", "old_log_probs", "advantages", "is_demo", "srft_rewards", "srft_demo_num_tokens",
-                "srft_rl_num_tokens", "srft_rl_num_seqs"]
+    required = ["response_mask", "old_log_probs", "advantages", *C.LOSS_FIELDS]
     missing = [key for key in required if key not in data.keys()]
     if missing:
         raise KeyError(f"SRFT loss: the micro-batch lacks {missing}; the SRFT trainer must provide them.")
     fields = list(required)
-    if "srft_batch_entropy" in data.keys():
-        fields.append("srft_batch_entropy")
+    if C.BATCH_ENTROPY in data.keys():
+        fields.append(C.BATCH_ENTROPY)
     batch = data.select(*fields).to_padded_tensor()
 
     def _batch_constant(key: str):
@@ -571,10 +541,10 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
             raise ValueError(f"SRFT loss: '{key}' must hold the same value for every row of a mini-batch.")
         return values[0].item()
 
-    demo_num_tokens = _batch_constant("srft_demo_num_tokens")
-    rl_num_tokens = _batch_constant("srft_rl_num_tokens")
-    rl_num_seqs = _batch_constant("srft_rl_num_seqs")
-    batch_entropy = _batch_constant("srft_batch_entropy") if "srft_batch_entropy" in fields else None
+    demo_num_tokens = _batch_constant(C.DEMO_NUM_TOKENS)
+    rl_num_tokens = _batch_constant(C.RL_NUM_TOKENS)
+    rl_num_seqs = _batch_constant(C.RL_NUM_SEQS)
+    batch_entropy = _batch_constant(C.BATCH_ENTROPY) if C.BATCH_ENTROPY in fields else None
     global_info = {
         "dp_size": dp_size,
         "batch_num_tokens": batch_num_tokens,
@@ -592,8 +562,8 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
         entropy=entropy,
         advantages=batch["advantages"],
         response_mask=batch["response_mask"],
-        is_demo=batch["is_demo"],
-        rewards=batch["srft_rewards"],
+        is_demo=batch[C.IS_DEMO],
+        rewards=batch[C.REWARDS],
         cfg=srft_cfg,
         loss_agg_mode=config.loss_agg_mode,
         global_info=global_info,

@@ -169,7 +169,7 @@ def resolve_srft_config(section: dict, actor: Optional[dict] = None) -> SRFTConf
     if conflicts:
         raise ValueError(
             "Inconsistent SRFT configuration:\n  " + "\n  ".join(conflicts)
-            + f"\nFix: remove the override(s), pick the preset that matches, or set srft.preset=custom."
+            + "\nFix: remove the override(s), pick the preset that matches, or set srft.preset=custom."
         )
     for key, value in preset_values.items():
         if section.get(key) is None:

@@ -10,10 +10,13 @@ to :class:`verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync`, through the V1 hook
 * ``_fetch_one_gen_batch``: routes training rows to the ``srft_agent`` loop with ``__rollout_n__ =
   n + m_i`` (m_i = demonstrations the row has, at most m), so each group gets its demonstrations at
   zero generation cost; validation rows are untouched (no demonstrations);
+* ``_balance_batch``: right after generation, marks the demonstrations once as the tensor field ``is_demo``
+  (:mod:`recipe_srft.contract`), then puts whole groups into every optimizer mini-batch
+  (:mod:`recipe_srft.minibatch`);
 * ``_compute_old_log_prob``: demonstrations have no behaviour log-probs; rollout-vs-actor diagnostics
   are recomputed on rollouts only;
 * ``_compute_advantage``: Eq. 7 over the augmented group (:mod:`recipe_srft.advantage`), plus
-  ``is_demo``/``srft_rewards`` for the loss and the SRFT data metrics;
+  the sequence rewards for the loss and the SRFT data metrics;
 * ``_update_actor``: global demo-token counts (and mean entropy) per optimizer mini-batch, so the
   SFT term is a token-mean over the mini-batch's demo tokens whatever the micro-batch size;
 * a configurable replay-buffer poll interval (verl's fixed 2 s dominates small runs).
@@ -27,7 +30,6 @@ from functools import partial
 import numpy as np
 import torch
 import transfer_queue as tq
-from omegaconf import OmegaConf, open_dict
 from tensordict import TensorDict
 
 from verl.trainer.ppo.v1.trainer_base import register_trainer
@@ -41,51 +43,16 @@ from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.workers.utils.padding import response_to_nested
 
 from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
+from . import contract as C
 from .advantage import grpo_advantage_with_demos
-from .demos import extract_demos
+from .demos import count_demos
 from .losses import srft_loss_fn
 from .minibatch import minibatch_ids, whole_group_order
-from .srft_config import SRFTConfig, describe, resolve_srft_config
-from .verl_checks import preset_verl_conflicts, unhonoured_verl_settings
+from .launch import apply_srft_group, check_verl_config, srft_config_from  # noqa: F401  (re-exported)
+from .srft_config import describe
 from .watchdog import PhaseWatchdog
 
 logger = logging.getLogger(__name__)
-
-
-def srft_config_from(config) -> SRFTConfig:
-    """Resolves ``config.srft`` (with the actor's clip ratios and entropy coefficient)."""
-    section = OmegaConf.to_container(config.get("srft", {}) or {}, resolve=True)
-    actor = config.actor_rollout_ref.actor
-    actor_values = {k: actor.get(k) for k in ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff")}
-    for side in ("clip_ratio_low", "clip_ratio_high"):  # verl falls back to clip_ratio for both
-        if actor_values.get(side) is None:
-            actor_values[side] = actor.get("clip_ratio")
-    return resolve_srft_config(section, actor_values)
-
-
-def check_verl_config(config, srft: SRFTConfig) -> None:
-    """Fails loudly on verl settings the SRFT trainer does not support (the message names the fix)."""
-    problems = []
-    if config.algorithm.adv_estimator != "grpo":
-        problems.append(f"algorithm.adv_estimator={config.algorithm.adv_estimator}: SRFT uses group advantages "
-                        "(Eq. 7); set algorithm.adv_estimator=grpo")
-    if config.algorithm.get("use_kl_in_reward", False):
-        problems.append("algorithm.use_kl_in_reward=true: SRFT has no KL term; set it to false")
-    if config.actor_rollout_ref.actor.get("shuffle", False):
-        problems.append("actor_rollout_ref.actor.shuffle=true: the SFT term is normalised over the demo tokens of each "
-                        "optimizer mini-batch, which the trainer counts before the update from the batch layout; verl "
-                        "would reshuffle the rows inside each rank every epoch, so those counts (and the whole-group "
-                        "mini-batches) would no longer hold. Set it to false: the trainer already spreads whole groups "
-                        "evenly over the mini-batches")
-    if config.actor_rollout_ref.actor.get("ppo_epochs", 1) != 1 and srft.loss.entropy_scope == "batch":
-        problems.append("entropy_scope=batch uses the old policy's entropy per mini-batch; with ppo_epochs>1 use "
-                        "srft.entropy_scope=sequence")
-    if config.trainer.v1.get("trainer_mode") != "srft":
-        problems.append(f"trainer.v1.trainer_mode={config.trainer.v1.get('trainer_mode')}: expected srft")
-    problems += unhonoured_verl_settings(config)
-    problems += preset_verl_conflicts(config, srft.preset)
-    if problems:
-        raise ValueError("SRFT cannot run with this configuration:\n  - " + "\n  - ".join(problems))
 
 
 @register_trainer("srft")
@@ -95,18 +62,8 @@ class SRFTTrainer(PPOTrainerSync):
     def __init__(self, config):
         self.srft = srft_config_from(config)
         check_verl_config(config, self.srft)
-        rollout = config.actor_rollout_ref.rollout
         # n = on-policy rollouts per prompt (what the user asked for); the group holds n + m trajectories.
-        if config.get("srft", {}).get("num_rollouts") is None:
-            num_rollouts = int(rollout.n)
-            group = num_rollouts + self.srft.demos_per_prompt
-            with open_dict(config):
-                config.srft.num_rollouts = num_rollouts
-                rollout.n = group
-                config.actor_rollout_ref.actor.rollout_n = group
-                # the loss needs the per-token entropy of the current policy (Eq. 8, 11, 13)
-                config.actor_rollout_ref.actor.calculate_entropy = True
-        self.num_rollouts = int(config.srft.num_rollouts)
+        self.num_rollouts = apply_srft_group(config, self.srft)
         print("SRFT configuration:", describe(self.srft), f"(rollouts per prompt n={self.num_rollouts}, "
               f"group size n+m={config.actor_rollout_ref.rollout.n})", flush=True)
         super().__init__(config)
@@ -145,27 +102,26 @@ class SRFTTrainer(PPOTrainerSync):
     def _fetch_one_gen_batch(self) -> TensorDict:
         batch = super()._fetch_one_gen_batch()
         size = len(batch)
-        m = self.srft.demos_per_prompt
-        num_demos = []
         fields = [f for f in self.srft.demo_fields if f in batch.keys()]
-        for i in range(size):
-            row = {f: _item(batch[f], i) for f in fields}
-            num_demos.append(min(m, len(extract_demos(row, self.srft.demo_fields))) if m > 0 else 0)
+        num_demos = [count_demos({f: _item(batch[f], i) for f in fields}, self.srft.demo_fields,
+                                 self.srft.demos_per_prompt) for i in range(size)]
         tu.assign_non_tensor_stack(batch, "__rollout_n__", [self.num_rollouts + k for k in num_demos])
-        tu.assign_non_tensor_stack(batch, "srft_num_rollouts", [self.num_rollouts] * size)
-        tu.assign_non_tensor_stack(batch, "srft_demo_fields", [",".join(self.srft.demo_fields)] * size)
-        tu.assign_non_tensor_stack(batch, "agent_name", ["srft_agent"] * size)
-        self._last_num_demos = sum(num_demos)
+        tu.assign_non_tensor_stack(batch, C.NUM_ROLLOUTS, [self.num_rollouts] * size)
+        tu.assign_non_tensor_stack(batch, C.DEMO_FIELDS, [",".join(self.srft.demo_fields)] * size)
+        tu.assign_non_tensor_stack(batch, "agent_name", [C.AGENT_NAME] * size)
         return batch
 
-    def _demo_flags(self, batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(is_demo, demo_truncated, valid) per trajectory of a KVBatchMeta, from the agent loop's extra fields."""
+    def _mark_demos(self, batch):
+        """Right after generation: the agent loop's per-trajectory flags (``extra_fields``) become the tensor
+        fields ``is_demo`` and ``srft_demo_truncated`` (:mod:`recipe_srft.contract`), read once here; every
+        later phase reads them with its other fields. verl's padding rows are never demonstrations."""
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        extras = [_item(data["extra_fields"], i) for i in range(len(batch))]
-        is_demo = torch.tensor([int((e or {}).get("srft_is_demo", 0)) for e in extras], dtype=torch.bool)
-        truncated = torch.tensor([int((e or {}).get("srft_demo_truncated", 0)) for e in extras], dtype=torch.bool)
+        extras = [_item(data["extra_fields"], i) or {} for i in range(len(batch))]
         valid = ~_padding_mask(batch)
-        return is_demo & valid, truncated & valid, valid
+        is_demo = torch.tensor([int(e.get(C.EXTRA_IS_DEMO, 0)) for e in extras], dtype=torch.bool) & valid
+        truncated = torch.tensor([int(e.get(C.EXTRA_DEMO_TRUNCATED, 0)) for e in extras], dtype=torch.bool) & valid
+        fields = TensorDict({C.IS_DEMO: is_demo.long(), C.DEMO_TRUNCATED: truncated.long()}, batch_size=len(batch))
+        return tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
 
     # ------------------------------------------------------------------ batch layout
     def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
@@ -175,6 +131,7 @@ class SRFTTrainer(PPOTrainerSync):
         dp_size = self._actor_dp_size()
         batch = upsample_batch_to_divisible_size(batch, self._get_required_batch_multiple(dp_size),
                                                  self.tokenizer.eos_token_id)
+        batch = self._mark_demos(batch)
         seq_lens = [int(tag["seq_len"]) for tag in batch.tags]
         order, rank_indices = whole_group_order(
             group_ids=[_group_of_key(key) for key in batch.keys],
@@ -196,15 +153,13 @@ class SRFTTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ log-probs
     def _compute_old_log_prob(self, batch, metrics: dict):
         batch = super()._compute_old_log_prob(batch, metrics)
-        is_demo, _, valid = self._demo_flags(batch)
-        self._batch_flags = (is_demo, valid)
-        if self.config.actor_rollout_ref.rollout.calculate_log_probs and is_demo.any():
+        if self.config.actor_rollout_ref.rollout.calculate_log_probs and self.srft.demos_per_prompt > 0:
             # Demonstrations carry placeholder behaviour log-probs (pi_beta := 1, Eq. 9): measure the
             # rollout-vs-actor agreement on real rollouts only.
             fields = ["old_log_probs", "rollout_log_probs", "response_mask", "responses"]
-            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields)
+            data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=fields + [C.IS_DEMO])
             padded = data.to_padded_tensor()
-            keep = (~is_demo & valid).nonzero().flatten()
+            keep = (~padded[C.IS_DEMO].bool().reshape(-1) & ~_padding_mask(batch)).nonzero().flatten()
             if len(keep):  # noqa: SIM102
                 sub = {k: padded[k][keep] for k in fields}
                 metrics.update(calculate_debug_metrics(DataProto.from_dict(tensors=sub)))
@@ -213,12 +168,14 @@ class SRFTTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ advantage (Eq. 7)
     def _compute_advantage(self, batch, metrics: dict):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
-                               select_fields=["uid", "response_mask", "rm_scores"])
+                               select_fields=["uid", "response_mask", "rm_scores", C.IS_DEMO, C.DEMO_TRUNCATED])
         response_mask = data["response_mask"]
         padded = data.to_padded_tensor()
         scores = padded["rm_scores"].sum(-1).float()
         uids = list(data["uid"].tolist()) if hasattr(data["uid"], "tolist") else list(data["uid"])
-        is_demo, truncated, valid = self._demo_flags(batch)
+        is_demo = padded[C.IS_DEMO].bool().reshape(-1)
+        truncated = padded[C.DEMO_TRUNCATED].bool().reshape(-1)
+        valid = ~_padding_mask(batch)
         rewards = scores.clone()
         if self.srft.demo_reward == "constant":
             rewards = torch.where(is_demo, torch.ones_like(rewards), rewards)
@@ -235,8 +192,7 @@ class SRFTTrainer(PPOTrainerSync):
             {
                 "advantages": response_to_nested(advantages, response_mask),
                 "returns": response_to_nested(advantages.clone(), response_mask),
-                "is_demo": is_demo.long(),
-                "srft_rewards": rewards,
+                C.REWARDS: rewards,
             },
             batch_size=len(batch),
         )
@@ -249,10 +205,10 @@ class SRFTTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ actor update
     def _update_actor(self, batch, metrics: dict):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
-                               select_fields=["response_mask", "is_demo", "entropy"])
+                               select_fields=["response_mask", C.IS_DEMO, "entropy"])
         padded = data.to_padded_tensor()
         mask = padded["response_mask"].float()
-        is_demo = padded["is_demo"].bool().reshape(-1)
+        is_demo = padded[C.IS_DEMO].bool().reshape(-1)
         groups = minibatch_ids(len(batch), self._actor_dp_size(), self._global_mini_batch())
         demo_tokens = (mask * is_demo[:, None]).sum(-1)
         tokens = mask.sum(-1)
@@ -276,8 +232,8 @@ class SRFTTrainer(PPOTrainerSync):
         metrics.update(split_metrics("entropy", entropy_sum, is_demo, valid, weights=tokens))
         if self.srft.dump_minibatches_dir:
             self._dump_minibatches(batch, groups, is_demo, valid, per_sample_demo)
-        fields = TensorDict({"srft_demo_num_tokens": per_sample_demo, "srft_batch_entropy": per_sample_entropy,
-                             "srft_rl_num_tokens": per_sample_rl_tokens, "srft_rl_num_seqs": per_sample_rl_seqs},
+        fields = TensorDict({C.DEMO_NUM_TOKENS: per_sample_demo, C.BATCH_ENTROPY: per_sample_entropy,
+                             C.RL_NUM_TOKENS: per_sample_rl_tokens, C.RL_NUM_SEQS: per_sample_rl_seqs},
                             batch_size=len(batch))
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         return super()._update_actor(batch, metrics)

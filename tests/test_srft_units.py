@@ -227,3 +227,27 @@ def test_preset_verl_overrides_satisfy_the_preset_check():
         config = compose_config(overrides + preset_verl_overrides(preset, 48))
         assert preset_verl_conflicts(config, preset) == [], preset
     assert preset_verl_conflicts(compose_config(["+runtime=cpu", "srft.preset=luffy"]), "luffy")
+
+
+def test_one_launch_path_group_size_and_batch_checks():
+    """The trainer (check_verl_config + apply_srft_group) fails where the dry run fails, and the group-size
+    transformation is applied once, whoever calls it."""
+    from recipe_srft import dry_run as dr
+    from recipe_srft.dry_run import compose_config
+    from recipe_srft.launch import LAUNCH_KEY, apply_srft_group, check_verl_config, num_rollouts, srft_config_from
+
+    config = compose_config(["+runtime=cpu", "actor_rollout_ref.rollout.n=4", "data.train_batch_size=8",
+                             "actor_rollout_ref.actor.ppo_mini_batch_size=4"])
+    srft = srft_config_from(config)
+    assert apply_srft_group(config, srft) == 4 and apply_srft_group(config, srft) == 4
+    assert config.actor_rollout_ref.rollout.n == 5 and config.actor_rollout_ref.actor.rollout_n == 5
+    assert config[LAUNCH_KEY].num_rollouts == 4 and num_rollouts(config) == 4
+    check_verl_config(config, srft_config_from(config))  # the transformed config still passes (no srft key added)
+
+    bad = ["+runtime=cpu", "data.train_batch_size=6", "actor_rollout_ref.actor.ppo_mini_batch_size=4"]
+    with pytest.raises(ValueError, match="data.train_batch_size=6 is not a multiple of") as trainer_err:
+        config = compose_config(bad)
+        check_verl_config(config, srft_config_from(config))
+    with pytest.raises(dr.DryRunError) as dry_err:
+        dr.dry_run(bad)
+    assert str(trainer_err.value) in str(dry_err.value)
