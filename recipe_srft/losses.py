@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import torch
 
-from verl.trainer.ppo.core_algos import agg_loss
+from verl.trainer.ppo.core_algos import agg_loss, compute_policy_loss_vanilla
 from verl.utils import tensordict_utils as tu
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
@@ -271,6 +271,94 @@ def _masked_mean_item(values: torch.Tensor, mask: torch.Tensor) -> float:
     return values[mask].detach().float().mean().item()
 
 
+# ---------------------------------------------------------------- the terms (pure, per token)
+
+
+def entropy_for_weights(ent: torch.Tensor, mask: torch.Tensor, scope: str, batch_entropy=None) -> torch.Tensor:
+    """The (detached) entropy H in the weights of Eq. 8 and 11: per token, the trajectory's masked mean
+    (``"sequence"``) or the optimizer mini-batch's mean (``"batch"``: ``batch_entropy``, else this batch's)."""
+    zeros = torch.zeros_like(ent)
+    if scope == "token":
+        h = ent
+    elif scope == "sequence":
+        h = (ent.sum(dim=-1, keepdim=True) / mask.sum(dim=-1, keepdim=True).clamp(min=1)).expand_as(ent)
+    elif batch_entropy is not None:
+        h = torch.full_like(ent, float(batch_entropy))
+    else:
+        h = (ent.sum() / mask.sum().clamp(min=1)).expand_as(ent)
+    return torch.where(mask, h, zeros)
+
+
+def entropy_weight(h: torch.Tensor, coef: float, sign: int, weighting: str, clamp: Optional[float]) -> torch.Tensor:
+    """``coef * exp(sign * H)`` (``"entropy"``) or ``coef`` (``"constant"``), clamped above by ``clamp``:
+    w_sft of Eq. 8 (sign -1 in the paper) and w_rl of Eq. 11 (sign +1)."""
+    w = torch.full_like(h, coef) if weighting == "constant" else coef * torch.exp(sign * h)
+    return w if clamp is None else w.clamp(max=clamp)
+
+
+def sft_token_loss(log_prob: torch.Tensor, w_sft: torch.Tensor) -> torch.Tensor:
+    """Eq. 8 per token: ``w_sft * (-log pi_theta(y_t))``."""
+    return w_sft * (-log_prob)
+
+
+def offpolicy_token_loss(prob: torch.Tensor, adv: torch.Tensor, shaping: str, gamma: float) -> torch.Tensor:
+    """Eq. 9-10 per token, behaviour policy pi_beta := 1 and no clipping: ``-A * f(p)`` with ``f(p) = p/(p+gamma)``
+    (``"luffy"``) or ``p`` (``"none"``)."""
+    return -adv * (prob / (prob + gamma) if shaping == "luffy" else prob)
+
+
+def positives(adv, rewards, on_mask, positive_by: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positive, negative) rollout tokens: ``A > 0`` / ``A < 0`` (``"advantage"``) or ``r > 0.5`` / not
+    (``"reward"``, Eq. 12); a rollout with ``A == 0`` is neither under ``"advantage"``."""
+    if positive_by == "advantage":
+        positive, negative = adv > 0, adv < 0
+    else:
+        positive = (rewards > 0.5)[:, None].expand_as(on_mask)
+        negative = ~positive
+    return positive & on_mask, negative & on_mask
+
+
+def reinforce_token_loss(log_prob, positive, negative, w_rl) -> torch.Tensor:
+    """Eq. 12 per token: ``-c * log pi_theta(y_t)`` with ``c = w_rl`` (positive), ``-1`` (negative), 0 otherwise."""
+    coef = torch.where(positive, w_rl, torch.where(negative, -torch.ones_like(log_prob), torch.zeros_like(log_prob)))
+    return -coef * log_prob
+
+
+class _SurrogateConfig:
+    """What verl's ``compute_policy_loss_vanilla`` reads from its actor config: the clip ratios of the SRFT loss
+    and the global denominators of ``agg_loss`` (``global_batch_info``)."""
+
+    def __init__(self, cfg: SRFTLossConfig, global_batch_info: dict):
+        self.clip_ratio = cfg.clip_ratio_low
+        self.clip_ratio_low = cfg.clip_ratio_low
+        self.clip_ratio_high = cfg.clip_ratio_high
+        self.clip_ratio_c = cfg.clip_ratio_c
+        self.global_batch_info = global_batch_info
+
+    def get(self, key, default=None):
+        return getattr(self, key, default)
+
+
+def _rl_denominators(rl_mask, loss_agg_mode, info, rl_num_tokens, rl_num_seqs) -> dict:
+    """Explicit ``agg_loss`` keywords for the RL terms: the global counts when given (``rl_num_*``; verl's batch
+    counts when every row carries an RL term), else this batch's RL tokens / non-empty RL rows; never 0."""
+    num_tokens = info["batch_num_tokens"] if rl_num_tokens is None else rl_num_tokens
+    num_seqs = info["global_batch_size"] if rl_num_seqs is None else rl_num_seqs
+    if num_tokens is None:
+        num_tokens = int(rl_mask.sum())
+    if num_seqs is None:
+        num_seqs = int((rl_mask.sum(dim=-1) > 0).sum())
+    return dict(dp_size=info["dp_size"], batch_num_tokens=max(num_tokens, 1), global_batch_size=max(num_seqs, 1),
+                loss_scale_factor=info["loss_scale_factor"])
+
+
+def _agg(loss_mat, mask, loss_agg_mode, agg_info) -> torch.Tensor:
+    return agg_loss(loss_mat=loss_mat, loss_mask=mask, loss_agg_mode=loss_agg_mode, **agg_info)
+
+
+# ---------------------------------------------------------------- the loss
+
+
 def compute_srft_loss(
     log_prob: torch.Tensor,
     old_log_prob: torch.Tensor,
@@ -360,26 +448,9 @@ def compute_srft_loss(
     ent_sg = ent.detach()
 
     # ---- entropy entering the weights (detached, sg(H) in Eq. 8 and 11) ----
-    if cfg.entropy_scope == "token":
-        h = ent_sg
-    elif cfg.entropy_scope == "sequence":
-        seq_len = mask.sum(dim=-1, keepdim=True).clamp(min=1)
-        h = (ent_sg.sum(dim=-1, keepdim=True) / seq_len).expand_as(lp)
-    else:  # "batch"
-        if info["batch_entropy"] is not None:
-            h = torch.full_like(lp, float(info["batch_entropy"]))
-        else:
-            h = (ent_sg.sum() / mask.sum().clamp(min=1)).expand_as(lp)
-    h = torch.where(mask, h, zeros)
-
-    def _weight(coef: float, sign: int, weighting: str) -> torch.Tensor:
-        w = torch.full_like(lp, coef) if weighting == "constant" else coef * torch.exp(sign * h)
-        if cfg.weight_clamp is not None:
-            w = w.clamp(max=cfg.weight_clamp)
-        return w
-
-    w_sft = _weight(cfg.sft_coef, cfg.sft_entropy_sign, cfg.sft_weighting)  # Eq. 8
-    w_rl = _weight(cfg.pos_coef, 1, cfg.pos_weighting)  # Eq. 11
+    h = entropy_for_weights(ent_sg, mask, cfg.entropy_scope, info["batch_entropy"])
+    w_sft = entropy_weight(h, cfg.sft_coef, cfg.sft_entropy_sign, cfg.sft_weighting, cfg.weight_clamp)  # Eq. 8
+    w_rl = entropy_weight(h, cfg.pos_coef, 1, cfg.pos_weighting, cfg.weight_clamp)  # Eq. 11
 
     # ---- (a) SFT on demonstration tokens, Eq. 8 ----
     num_demo_tokens = int(demo_mask.sum().item())
@@ -392,7 +463,7 @@ def compute_srft_loss(
     if cfg.use_sft:
         if demo_num_tokens is None and dp_size > 1:
             raise ValueError("global_info['demo_num_tokens'] is required when dp_size > 1")
-        sft_sum = torch.where(demo_mask, w_sft * (-lp), zeros).sum()
+        sft_sum = torch.where(demo_mask, sft_token_loss(lp, w_sft), zeros).sum()
         if demo_num_tokens is None:
             sft_loss = sft_sum / max(num_demo_tokens, 1)
         else:
@@ -400,56 +471,44 @@ def compute_srft_loss(
     else:
         sft_loss = lp.new_zeros(())
 
-    # ---- (b) off-policy RL on demonstration tokens, Eq. 9-10 (pi_beta := 1, no clipping) ----
+    # ---- L_rl = (b) + (c), aggregated with loss_agg_mode over the tokens that carry an RL term; both parts
+    # share the same (global) denominators, so their sum is one aggregation over the whole RL mask ----
+    agg_info = _rl_denominators(rl_mask, loss_agg_mode, info, rl_num_tokens, rl_num_seqs)
+    off_mask = rl_mask & demo_rows[:, None]
+    on_rl_mask = rl_mask & ~demo_rows[:, None]
+
+    # (b) off-policy RL on demonstration tokens, Eq. 9-10 (pi_beta := 1, no clipping)
     prob = torch.exp(lp)
-    shaped = prob / (prob + cfg.offpolicy_gamma) if cfg.offpolicy_shaping == "luffy" else prob
-    off_tok = -adv * shaped
+    off_tok = offpolicy_token_loss(prob, adv, cfg.offpolicy_shaping, cfg.offpolicy_gamma)
+    offpolicy_loss = _agg(torch.where(off_mask, off_tok, zeros), off_mask, loss_agg_mode, agg_info)
 
-    # ---- (c) on-policy RL on rollout tokens, Eq. 11-12 ----
-    if cfg.positive_by == "advantage":
-        positive = adv > 0
-        negative = adv < 0
-    else:
-        positive = (rewards > 0.5)[:, None].expand_as(mask)
-        negative = ~positive
-    positive = positive & on_mask
-    negative = negative & on_mask
-
+    # (c) on-policy RL on rollout tokens, Eq. 11-12; positives are weighted by w_rl
+    positive, negative = positives(adv, rewards, on_mask, cfg.positive_by)
     clipfrac = clipfrac_lower = ppo_kl = None
-    if cfg.onpolicy_form == "ratio":
-        # verl's vanilla clipped surrogate with dual clip; ratio := 1 outside rollout tokens.
-        old = torch.where(on_mask, old_log_prob.detach().to(lp.dtype), lp.detach())
-        log_ratio = torch.clamp(lp - old, min=-_LOG_RATIO_CLAMP, max=_LOG_RATIO_CLAMP)
-        ratio = torch.exp(log_ratio)
-        pg_unclipped = -adv * ratio
-        if cfg.onpolicy_clip:
-            pg_clipped = -adv * torch.clamp(ratio, 1 - cfg.clip_ratio_low, 1 + cfg.clip_ratio_high)
-            pg_max = torch.maximum(pg_unclipped, pg_clipped)
-            pg_dual = torch.minimum(pg_max, -adv * cfg.clip_ratio_c)
-            pg = torch.where(adv < 0, pg_dual, pg_max)
-        else:  # LUFFY / HPT scripts (loss_remove_clip=True): the plain ratio
-            pg = pg_unclipped
-        on_tok = torch.where(positive, w_rl * pg, pg)
-        if on_mask.any():
-            if cfg.onpolicy_clip:
-                clipfrac = _masked_mean_item((pg_clipped > pg_unclipped).to(lp.dtype), on_mask)
-                clipfrac_lower = _masked_mean_item(((pg_max > pg_dual) & (adv < 0)).to(lp.dtype), on_mask)
-            else:
-                clipfrac = clipfrac_lower = 0.0
-            ppo_kl = _masked_mean_item(-log_ratio, on_mask)
+    if cfg.onpolicy_form == "reinforce":
+        on_tok = reinforce_token_loss(lp, positive, negative, w_rl)
+        onpolicy_loss = _agg(torch.where(on_rl_mask, on_tok, zeros), on_rl_mask, loss_agg_mode, agg_info)
     else:
-        # Eq. 12: c = w_rl for positives, -1 for negatives, 0 for neither (A == 0 with positive_by="advantage").
-        coef = torch.where(positive, w_rl, torch.where(negative, -torch.ones_like(lp), zeros))
-        on_tok = -coef * lp
-
-    # ---- L_rl: (b) and (c) with loss_agg_mode over the tokens that carry an RL term ----
-    rl_mat = torch.where(demo_mask, off_tok, torch.where(on_mask, on_tok, zeros))
-    rl_mat = torch.where(rl_mask, rl_mat, zeros)
-
-    def _rl_agg(mat):
-        return _safe_agg(mat, rl_mask, loss_agg_mode, info, num_tokens=rl_num_tokens, num_seqs=rl_num_seqs)
-
-    rl_loss = _rl_agg(rl_mat)
+        # ratio := 1 outside rollout tokens (demonstrations have no behaviour log-probs)
+        old = torch.where(on_mask, old_log_prob.detach().to(lp.dtype), lp.detach())
+        weights = torch.where(positive, w_rl, torch.ones_like(w_rl))
+        if not on_rl_mask.any():
+            onpolicy_loss = lp.new_zeros(())
+        elif cfg.onpolicy_clip:
+            # verl's own clipped surrogate with dual clip; w_rl enters as its per-token weights
+            onpolicy_loss, pg_metrics = compute_policy_loss_vanilla(
+                old_log_prob=old, log_prob=lp, advantages=adv, response_mask=on_rl_mask,
+                loss_agg_mode=loss_agg_mode, config=_SurrogateConfig(cfg, agg_info), rollout_is_weights=weights,
+            )
+            clipfrac, clipfrac_lower = pg_metrics["actor/pg_clipfrac"], pg_metrics["actor/pg_clipfrac_lower"]
+            ppo_kl = pg_metrics["actor/ppo_kl"]
+        else:  # LUFFY / HPT scripts (loss_remove_clip=True): the plain ratio
+            log_ratio = torch.clamp(lp - old, min=-_LOG_RATIO_CLAMP, max=_LOG_RATIO_CLAMP)
+            on_tok = -adv * torch.exp(log_ratio) * weights
+            onpolicy_loss = _agg(torch.where(on_rl_mask, on_tok, zeros), on_rl_mask, loss_agg_mode, agg_info)
+            clipfrac = clipfrac_lower = 0.0
+            ppo_kl = _masked_mean_item(-log_ratio, on_rl_mask)
+    rl_loss = offpolicy_loss + onpolicy_loss
 
     # ---- Eq. 13: entropy bonus, token-mean over all response tokens ----
     entropy_loss = _safe_agg(ent, mask, "token-mean", info)
@@ -458,14 +517,10 @@ def compute_srft_loss(
         loss = loss - cfg.entropy_coeff * entropy_loss
 
     # ---- metrics (python floats; local to this micro-batch except the loss partial sums) ----
-    with torch.no_grad():
-        # The two RL parts share the denominators of rl_loss, so offpolicy + onpolicy == rl_loss.
-        offpolicy_loss = _rl_agg(torch.where(demo_mask, rl_mat, zeros))
-        onpolicy_loss = _rl_agg(torch.where(on_mask, rl_mat, zeros))
     metrics: dict[str, float] = {
         "srft/sft_loss": sft_loss.detach().item(),
-        "srft/offpolicy_pg_loss": offpolicy_loss.item(),
-        "srft/onpolicy_pg_loss": onpolicy_loss.item(),
+        "srft/offpolicy_pg_loss": offpolicy_loss.detach().item(),
+        "srft/onpolicy_pg_loss": onpolicy_loss.detach().item(),
         "srft/rl_loss": rl_loss.detach().item(),
         "srft/entropy_loss": entropy_loss.detach().item(),
         "srft/num_demo_tokens": float(num_demo_tokens),

@@ -944,3 +944,30 @@ def test_adapter_passes_the_rl_denominators_from_the_batch():
                  rl_num_seqs=9)
         nloss, _ = naive_srft(batch, batch["log_prob"], srft_cfg, mode, g)
         assert loss.item() == pytest.approx(nloss.item(), abs=1e-10), mode
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_onpolicy_ratio_term_is_verls_vanilla_surrogate_bit_for_bit(mode):
+    """The clipped on-policy term is verl's compute_policy_loss_vanilla with w_rl as its per-token weights
+    (rollout_is_weights = where(positive, w_rl, 1)), called independently here: equal to the last bit."""
+    from verl.trainer.ppo.core_algos import compute_policy_loss_vanilla
+    from verl.workers.config import FSDPActorConfig
+
+    batch = make_batch(seed=3)
+    cfg = SRFTLossConfig(entropy_scope="token", clip_ratio_low=0.15, clip_ratio_high=0.25, clip_ratio_c=2.5)
+    _, metrics, _ = run_module(batch, cfg, mode, with_grad=False)
+    mask = batch["response_mask"].bool()
+    on = mask & ~batch["is_demo"][:, None]
+    adv = torch.where(mask, batch["advantages"], torch.zeros_like(batch["advantages"]))
+    lp = torch.where(mask, batch["log_prob"], torch.zeros_like(adv))
+    w_rl = torch.where(mask, 0.1 * torch.exp(batch["entropy"]), torch.zeros_like(adv))
+    weights = torch.where((adv > 0) & on, w_rl, torch.ones_like(adv))
+    actor = FSDPActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=1, clip_ratio=0.15,
+                            clip_ratio_low=0.15, clip_ratio_high=0.25, clip_ratio_c=2.5)
+    actor.global_batch_info.update(dp_size=1, batch_num_tokens=int(mask.sum()), global_batch_size=int(
+        (mask.sum(-1) > 0).sum()), loss_scale_factor=None)
+    expected, verl_metrics = compute_policy_loss_vanilla(
+        old_log_prob=torch.where(on, batch["old_log_prob"], lp), log_prob=lp, advantages=adv, response_mask=on,
+        loss_agg_mode=mode, config=actor, rollout_is_weights=weights)
+    assert metrics["srft/onpolicy_pg_loss"] == expected.item()
+    assert metrics["srft/pg_clipfrac"] == verl_metrics["actor/pg_clipfrac"]
