@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_prep.templates import RECORDED_TEMPLATE_NAMES
+from recipe_srft.demos import extract_demos
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("data_source", "prompt", "ability", "reward_model", "extra_info")
 TARGET_COLUMN = "target"
@@ -199,9 +200,14 @@ def check_row(row: dict[str, Any], *, training: bool | None = None) -> list[Prob
 
 
 def demonstration_of(row: dict[str, Any]) -> str | None:
-    """The demonstration text of a training row, or None."""
+    """The demonstration text of a training row, or None: the text the trainer's agent loop reads
+    (``recipe_srft.demos.extract_demos`` of the ``target`` column); for a malformed row whose single message has
+    string content, that content (so ``check_row`` can say what is wrong with it)."""
     target = row.get(TARGET_COLUMN)
     if isinstance(target, list) and len(target) == 1 and isinstance(target[0], dict):
+        demos = extract_demos({TARGET_COLUMN: target}, (TARGET_COLUMN,))
+        if demos:
+            return demos[0]
         content = target[0].get("content")
         return content if isinstance(content, str) else None
     return None

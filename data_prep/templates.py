@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import string
 
+from recipe_srft.grading.extract import THINK_PREFIX
+
 LUFFY_THINK = "luffy_think"
 BOXED = "boxed"
 AS_IS = "as_is"
@@ -46,8 +48,8 @@ TEMPLATE_NAMES: tuple[str, ...] = (LUFFY_THINK, BOXED)
 #: Every value ``extra_info["template"]`` can take.
 RECORDED_TEMPLATE_NAMES: tuple[str, ...] = (LUFFY_THINK, BOXED, AS_IS)
 
-#: What the chat template must append to the generation prompt for ``luffy_think``.
-THINK_GENERATION_SUFFIX = "<think>\n"
+#: What the chat template must append to the generation prompt for ``luffy_think`` (one home: grading.extract).
+THINK_GENERATION_SUFFIX = THINK_PREFIX
 
 #: LUFFY's reasoning system prompt, verbatim (public, from LUFFY's valid.parquet).
 LUFFY_SYSTEM_PROMPT = (

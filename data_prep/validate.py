@@ -55,6 +55,7 @@ import pyarrow as pa
 from data_prep.common import DataPrepError, non_negative_int, positive_int, read_parquet_rows, write_table
 from data_prep.schema import REQUIRED_COLUMNS, TARGET_COLUMN, check_row, demonstration_of, prompt_key
 from data_prep.templates import BOXED, THINK_GENERATION_SUFFIX, uses_think_format
+from recipe_srft.demos import eos_tokens, strip_think_prefix
 from recipe_srft.grading.extract import ANSWER_EXTRACTIONS, last_boxed
 
 DEFAULT_LIST = 20
@@ -302,13 +303,13 @@ def _check_lengths(result: Validation, rows: list[dict[str, Any]], valid: list[i
         demo = demonstration_of(rows[i])
         if demo is None:
             continue
-        if rendered[i].endswith(THINK_GENERATION_SUFFIX) and demo.startswith(THINK_GENERATION_SUFFIX):
-            demo = demo[len(THINK_GENERATION_SUFFIX):]
+        demo, stripped = strip_think_prefix(demo, rendered[i])  # the rule the agent loop applies
+        if stripped:
             result.think_prefix_rows.add(i)
         demos[i] = demo
     demo_ids = list(demos)
     for i, count in zip(demo_ids, token_counts(tokenizer, [demos[i] for i in demo_ids])):
-        length = count + 1  # EOS
+        length = count + eos_tokens(tokenizer)
         result.demo_lengths[i] = length
         if max_response_length is not None and length > max_response_length:
             result.error(DEMO_TOO_LONG, i, f"demonstration has {length} tokens (with EOS) > {max_response_length}")

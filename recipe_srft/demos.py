@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-THINK_PREFIX = "<think>\n"
+from .grading.extract import THINK_PREFIX  # noqa: F401  (re-exported: the agent loop and data_prep use it)
 
 
 def _as_list(value) -> list:
@@ -54,16 +54,26 @@ class DemoTokens:
     stripped_think: bool
 
 
+def strip_think_prefix(text: str, prompt_text: str | None) -> tuple[str, bool]:
+    """The ``<think>`` rule: a demonstration's leading ``<think>\\n`` is dropped when the generation prompt (its
+    text, e.g. the rendered chat template, or the decoded tail of the prompt ids) already ends with it, so the
+    trained tokens never hold the tag twice. Returns ``(text, stripped)``."""
+    if prompt_text is not None and prompt_text.endswith(THINK_PREFIX) and text.startswith(THINK_PREFIX):
+        return text[len(THINK_PREFIX):], True
+    return text, False
+
+
+def eos_tokens(tokenizer) -> int:
+    """Tokens appended after a demonstration's text: the EOS (1), or none for a tokenizer without one."""
+    return 0 if tokenizer.eos_token_id is None else 1
+
+
 def tokenize_demo(text: str, tokenizer, max_response_length: int, prompt_text: str | None = None) -> DemoTokens:
     """Response token ids of a demonstration (EOS appended, ``<think>\\n`` de-duplicated, truncated)."""
-    stripped = False
-    if prompt_text is not None and prompt_text.endswith(THINK_PREFIX) and text.startswith(THINK_PREFIX):
-        text = text[len(THINK_PREFIX):]
-        stripped = True
+    text, stripped = strip_think_prefix(text, prompt_text)
     ids = list(tokenizer.encode(text, add_special_tokens=False))
-    eos = tokenizer.eos_token_id
-    if eos is not None:
-        ids.append(int(eos))
+    if eos_tokens(tokenizer):
+        ids.append(int(tokenizer.eos_token_id))
     truncated = len(ids) > max_response_length
     return DemoTokens(ids[:max_response_length], truncated, stripped)
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # plain `pytest` does not put the project root on sys.path
     sys.path.insert(0, str(ROOT))
 
-from data_prep import answers, chat, eval_sets, gsm8k, luffy, templates, validate  # noqa: E402
+from data_prep import answers, chat, eval_sets, gsm8k, luffy, schema, templates, validate  # noqa: E402
 from data_prep import math as math_prep  # noqa: E402
 from data_prep.common import DataPrepError, write_rows  # noqa: E402
 from data_prep.schema import EXTRA_INFO_KEYS, Example, check_row, make_row  # noqa: E402
@@ -784,3 +784,27 @@ def test_real_luffy_system_prompt_and_answers_match(tmp_path, capsys):
         shared = [r for r in rows if user_text(r) in truth]
         assert len(shared) >= min_shared
         assert all(r["reward_model"]["ground_truth"] == truth[user_text(r)] for r in shared)
+
+
+@pytest.mark.parametrize("demo", ["<think>\nthe answer is boxed </think> what",
+                                  "the answer is boxed",
+                                  "<think>\n<think>\nthe answer"])
+def test_validator_and_agent_loop_read_and_count_a_demo_the_same_way(tokenizer_dirs, demo):
+    """One demonstration layer (recipe_srft.demos): the validator's demo length (think rule, EOS) is the number
+    of response tokens the agent loop builds for the same row, with the think and the plain chat template."""
+    from transformers import AutoTokenizer
+
+    from recipe_srft.demos import extract_demos, tokenize_demo
+
+    for folder in tokenizer_dirs:
+        tok = AutoTokenizer.from_pretrained(folder)
+        row = {"data_source": "math", "ability": "math", "prompt": [{"role": "user", "content": "what is the answer"}],
+               "reward_model": {"style": "rule", "ground_truth": "5"}, "extra_info": {"index": 0},
+               "target": [{"role": "assistant", "content": demo}]}
+        result = validate.check_rows([row], list(row), tokenizer=tok)
+        rendered = tok.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=False)
+        (text,) = extract_demos(row)
+        assert text == schema.demonstration_of(row)
+        built = tokenize_demo(text, tok, max_response_length=10_000, prompt_text=rendered)
+        assert result.demo_lengths[0] == len(built.response_ids), folder
+        assert (0 in result.think_prefix_rows) == built.stripped_think

@@ -54,6 +54,7 @@ __all__ = [
     "LUFFY",
     "THINK_CLOSE",
     "THINK_OPEN",
+    "THINK_PREFIX",
     "answer_region",
     "boxed_content_at",
     "iter_boxes_reversed",
@@ -148,6 +149,9 @@ def last_boxed(text: str) -> str | None:
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+#: What a think-format generation prompt ends with (and what LUFFY's reward prepends to every response); the one
+#: home of this string (recipe_srft.demos and data_prep.templates import it).
+THINK_PREFIX = THINK_OPEN + "\n"
 
 
 def answer_region(response: str, think: bool) -> str | None:
@@ -155,7 +159,7 @@ def answer_region(response: str, think: bool) -> str | None:
     if not think:
         return response
     if not response.startswith(THINK_OPEN):
-        response = THINK_OPEN + "\n" + response
+        response = THINK_PREFIX + response
     pos = response.rfind(THINK_CLOSE)
     if pos < 0:
         return None
