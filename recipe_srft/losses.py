@@ -500,8 +500,9 @@ def compute_srft_loss(
                 old_log_prob=old, log_prob=lp, advantages=adv, response_mask=on_rl_mask,
                 loss_agg_mode=loss_agg_mode, config=_SurrogateConfig(cfg, agg_info), rollout_is_weights=weights,
             )
-            clipfrac, clipfrac_lower = pg_metrics["actor/pg_clipfrac"], pg_metrics["actor/pg_clipfrac_lower"]
-            ppo_kl = pg_metrics["actor/ppo_kl"]
+            # verl names them actor/...; the SRFT loss logs them as srft/... (rollout tokens only)
+            clipfrac, clipfrac_lower, ppo_kl = (pg_metrics["actor/" + k] for k in ("pg_clipfrac", "pg_clipfrac_lower",
+                                                                                   "ppo_kl"))
         else:  # LUFFY / HPT scripts (loss_remove_clip=True): the plain ratio
             log_ratio = torch.clamp(lp - old, min=-_LOG_RATIO_CLAMP, max=_LOG_RATIO_CLAMP)
             on_tok = -adv * torch.exp(log_ratio) * weights
