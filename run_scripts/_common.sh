@@ -153,7 +153,7 @@ srft_launch() {
         "actor_rollout_ref.rollout.log_prob_use_dynamic_bsz=true"
         "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu=${LOGPROB_TOKENS_PER_GPU}"
         # validation decoding: the paper's temperature 0.6, top-p 1.0 (one sample; the full avg@32 protocol
-        # is recipe_srft.eval / run_scripts/eval.sh)
+        # is recipe_srft.evaluation / run_scripts/eval.sh)
         "actor_rollout_ref.rollout.val_kwargs.do_sample=true"
         "actor_rollout_ref.rollout.val_kwargs.temperature=0.6"
         "actor_rollout_ref.rollout.val_kwargs.top_p=1.0"

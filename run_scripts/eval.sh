@@ -3,7 +3,7 @@
 # Minerva, OlympiadBench, GPQA-Diamond, ARC-C (and MMLU-Pro when its file exists); temperature 0.6,
 # top_p 1.0, up to 8192 new tokens. Resumable: rerun the same command after a crash.
 #
-#   bash run_scripts/eval.sh MODEL [OUT] [extra python -m recipe_srft.eval options...]
+#   bash run_scripts/eval.sh MODEL [OUT] [extra python -m recipe_srft.evaluation options...]
 #
 # MODEL: an HF model directory, or a verl checkpoint (.../global_step_N/actor, .../global_step_N, or the
 # checkpoint root), merged into OUT/merged_model first. OUT defaults to runs/eval/<name of MODEL>.
@@ -59,6 +59,6 @@ fi
 DATA_ARG=$(IFS=,; echo "${DATA[*]}")
 
 # shellcheck disable=SC2086
-exec "$PY" -m recipe_srft.eval --model "$MODEL" --out "$OUT" --data "$DATA_ARG" \
+exec "$PY" -m recipe_srft.evaluation --model "$MODEL" --out "$OUT" --data "$DATA_ARG" \
     --protocol paper --temperature 0.6 --top-p 1.0 --max-new-tokens 8192 \
     --backend "${BACKEND:-auto}" ${EVAL_OPTS:-} "$@"

@@ -314,7 +314,7 @@ def test_detect_layout(tmp_path, tiny_model_dir):
 
 
 def _run_cli(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "recipe_srft.eval", *args], cwd=REPO_ROOT, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "recipe_srft.evaluation", *args], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return proc
@@ -435,3 +435,9 @@ def test_one_evaluation_per_output_directory(small_parquet, tmp_path):
         with pytest.raises(RuntimeError, match="another evaluation is running"):
             run_eval(_cfg(small_parquet, out), generator=FakeGenerator(fail_at_call=1), log=_quiet)
     assert not (out / "samples.jsonl").exists()
+
+
+def test_old_module_path_is_an_alias_of_the_evaluation_cli():
+    out = subprocess.run([sys.executable, "-m", "recipe_srft.eval", "--help"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and "python -m recipe_srft.evaluation" in out.stdout

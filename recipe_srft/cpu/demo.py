@@ -6,7 +6,7 @@
 2. builds the task: one-step GSM8K-style word problems with worked demonstrations
    (:mod:`recipe_srft.cpu.demo_task`, generated from a seed, no download), or the real GSM8K from
    ``../shared/data/gsm8k`` with ``--task gsm8k`` (too hard for a 135M model in this budget);
-3. evaluates the base model on the held-out problems (greedy, :mod:`recipe_srft.eval`);
+3. evaluates the base model on the held-out problems (greedy, :mod:`recipe_srft.evaluation`);
 4. trains with SRFT through verl's real trainer on the CPU runtime (``recipe_srft.main_srft +runtime=cpu``);
 5. evaluates the trained checkpoint the same way and prints a before/after table with the 95% CI of the
    paired difference (same prompts, greedy decoding, so the difference is per prompt).
@@ -50,7 +50,7 @@ def gsm8k_task(out: Path, n_train: int, n_val: int) -> tuple[Path, Path]:
 
 
 def evaluate(model: Path, val: Path, out: Path, max_new_tokens: int) -> dict:
-    cmd = [sys.executable, "-m", "recipe_srft.eval", "--model", str(model), "--data", str(val), "--out", str(out),
+    cmd = [sys.executable, "-m", "recipe_srft.evaluation", "--model", str(model), "--data", str(val), "--out", str(out),
            "--n", "1", "--temperature", "0", "--max-new-tokens", str(max_new_tokens), "--batch-size", "64",
            "--backend", "hf"]
     subprocess.run(cmd, check=True, cwd=REPO, env=apply_cpu_env(dict(os.environ)))

@@ -1,5 +1,5 @@
 """Evaluation of SRFT models (paper section 6): sampling, grading with ``recipe_srft.reward``, avg@n,
-pass@k and confidence intervals, resumable. Command line: ``python -m recipe_srft.eval --help``."""
+pass@k and confidence intervals, resumable. Command line: ``python -m recipe_srft.evaluation --help`` (alias ``recipe_srft.eval``)."""
 
 from .generators import Generator, HFGenerator, SamplingConfig, VLLMGenerator, make_generator
 from .metrics import k_values, normal_ci, pass_at_k, summarize, wilson_ci

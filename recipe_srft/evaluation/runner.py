@@ -1,4 +1,4 @@
-"""Sampling, grading, resuming and reporting (the engine behind ``python -m recipe_srft.eval``).
+"""Sampling, grading, resuming and reporting (the engine behind ``python -m recipe_srft.evaluation``).
 
 Output directory ``OUT``:
 
