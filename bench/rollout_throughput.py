@@ -39,7 +39,7 @@ def main(argv=None):
     from verl.workers.config import HFModelConfig, RolloutConfig
 
     from recipe_srft.cpu.hf_rollout import HFRolloutServer, batched_generate, load_hf_model, sampling_key
-    from recipe_srft.cpu.tiny_model import build_tiny_model
+    from recipe_srft.experiments.tiny_model import build_tiny_model
 
     tmp = tempfile.mkdtemp()
     model_dir = build_tiny_model(tmp, hidden_size=args.hidden, num_layers=args.layers, intermediate_size=4 * args.hidden,

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 
 from recipe_srft.console_metrics import read_console_metrics  # noqa: E402
 from recipe_srft.cpu.env import CONFIG_DIR, apply_cpu_env  # noqa: E402
-from recipe_srft.cpu.smoke_data import write_smoke_data  # noqa: E402
-from recipe_srft.cpu.tiny_model import build_tiny_model  # noqa: E402
+from recipe_srft.experiments.smoke_data import write_smoke_data  # noqa: E402
+from recipe_srft.experiments.tiny_model import build_tiny_model  # noqa: E402
 
 
 def tree_rss(proc: psutil.Process) -> int:

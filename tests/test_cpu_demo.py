@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.ray
 def test_cpu_demo_shows_a_gain(tmp_path):
-    from recipe_srft.cpu.smollm2 import SmolLM2Unavailable, ensure_smollm2
+    from recipe_srft.experiments.smollm2 import SmolLM2Unavailable, ensure_smollm2
 
     cache = os.environ.get("SRFT_CACHE", str(REPO / ".cache"))
     try:
@@ -39,7 +39,7 @@ def test_cpu_demo_shows_a_gain(tmp_path):
 
 def test_compare_reuses_only_a_finished_run_with_the_same_overrides(tmp_path):
     """An interrupted comparison resumes: a preset is skipped only if it finished with identical overrides."""
-    from recipe_srft.cpu.compare import RUN_STAMP, finished_run
+    from recipe_srft.experiments.compare import RUN_STAMP, finished_run
 
     overrides = ["+runtime=cpu", "srft.preset=grpo", "trainer.total_training_steps=3"]
     assert not finished_run(tmp_path, 3, overrides)                    # nothing there

@@ -222,7 +222,7 @@ def test_weight_update_with_tied_embeddings(tmp_path, tiny_tokenizer):
     """SmolLM2 ties lm_head to the embeddings; the actor sends both names and both must land."""
     from transformers import AutoModelForCausalLM
 
-    from recipe_srft.cpu.tiny_model import build_tiny_model
+    from recipe_srft.experiments.tiny_model import build_tiny_model
 
     model_dir = build_tiny_model(tmp_path / "tied", seed=1)
     model = AutoModelForCausalLM.from_pretrained(model_dir)

@@ -8,7 +8,7 @@ import pytest
 
 from recipe_srft.console_metrics import read_console_metrics
 from recipe_srft.cpu.smoke import run_trainer, smoke_overrides
-from recipe_srft.cpu.smoke_data import write_smoke_data
+from recipe_srft.experiments.smoke_data import write_smoke_data
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -21,7 +21,7 @@ import pytest
 
 from recipe_srft.console_metrics import read_console_metrics
 from recipe_srft.cpu.smoke import run_trainer
-from recipe_srft.cpu.smoke_data import write_smoke_data
+from recipe_srft.experiments.smoke_data import write_smoke_data
 
 pytestmark = pytest.mark.ray
 

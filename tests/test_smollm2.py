@@ -15,7 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("gguf", reason="transformers needs the `gguf` package to read GGUF files")
 
-from recipe_srft.cpu import smollm2 as sm  # noqa: E402
+from recipe_srft.experiments import smollm2 as sm  # noqa: E402
 
 SENTENCE = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May."
 

@@ -5,7 +5,7 @@ tokenizer maps every byte to one token (plus ``<|endoftext|>``, ``<|im_start|>``
 ``<|im_end|>``), so any text tokenises, and its chat template is ChatML (Qwen's
 convention), so verl's agent loop applies it exactly as for a real Qwen model.
 
-    python -m recipe_srft.cpu.tiny_model OUT_DIR
+    python -m recipe_srft.experiments.tiny_model OUT_DIR
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Rows follow verl's schema (``data_source, prompt, ability, reward_model, extra_i
 plus a ``demo`` column holding a correct worked answer (a demonstration for SRFT).
 ``data_source`` is ``openai/gsm8k`` so verl's built-in GSM8K scorer (``#### <n>``) grades it.
 
-    python -m recipe_srft.cpu.smoke_data OUT_DIR [--train 16 --val 8]
+    python -m recipe_srft.experiments.smoke_data OUT_DIR [--train 16 --val 8]
 """
 
 from __future__ import annotations

