@@ -14,9 +14,10 @@ Resuming: a sample is identified by ``(source, prompt_index, sample_index, confi
 not ``n``, so raising ``n`` keeps the first samples, and not the back end). A stored sample counts only
 when its ``prompt_hash`` (prompt + ground truth) equals the current prompt at that index, so changing
 the data files never mixes prompts up. Rerunning a crashed command generates only the missing samples;
-a half-written last line is dropped. ``grade_hash`` hashes the grading setup (``recipe_srft/reward.py``'s
-source and ``--think-format``): stored samples graded differently are regraded (no generation) and the
-file is rewritten; ``--regrade`` forces it.
+a half-written last line is dropped. ``grade_hash`` hashes the grading setup (the source of
+``recipe_srft/reward.py`` and of its grading package ``recipe_srft/grading/``, ``--think-format``):
+stored samples graded differently are regraded (no generation) and the file is rewritten;
+``--regrade`` forces it.
 """
 
 from __future__ import annotations
@@ -87,14 +88,14 @@ def generation_config_hash(cfg: EvalConfig) -> str:
 
 
 def grading_hash(cfg: EvalConfig) -> str:
-    """Changes whenever the grading can: the reward's source, its extraction layer, the switches."""
+    """Changes whenever the grading can: the source of the reward and its grading package, the switches."""
     import recipe_srft.grading.extract as extract
     import recipe_srft.reward as reward
 
     digest = hashlib.sha256()
-    for module in (reward, extract):
+    for path in (Path(reward.__file__), *sorted(Path(extract.__file__).parent.glob("*.py"))):
         try:
-            digest.update(Path(module.__file__).read_bytes())
+            digest.update(path.read_bytes())
         except OSError:
             pass
     extraction = os.environ.get("SRFT_REWARD_ANSWER_EXTRACTION") or extract.DEFAULT_ANSWER_EXTRACTION

@@ -1,14 +1,15 @@
 """The one answer-extraction layer of the recipe.
 
-The reward (``recipe_srft/reward.py``), the data preparation (``data_prep``: ground truths read from
-MATH solutions, the validator's demonstration checks) and therefore the evaluation all read answers
-with the functions below, so one string yields one answer everywhere.  (There used to be two
-``\\boxed{}`` readers that disagreed: ``x \\boxed{3} \\boxed{}`` was "3" for data_prep and "" for the
-reward, ``\\boxed 5.`` was "5" and "5.".)
+The reward (``recipe_srft/reward.py``, i.e. :mod:`.graders`), the data preparation (``data_prep``:
+ground truths read from MATH solutions, the validator's demonstration checks) and therefore the
+evaluation all read answers with the functions below, so one string yields one answer everywhere.
+(There used to be two ``\\boxed{}`` readers that disagreed: ``x \\boxed{3} \\boxed{}`` was "3" for
+data_prep and "" for the reward, ``\\boxed 5.`` was "5" and "5.".)
 
-Standard library only at import time: ``reward.py`` loads this file by path inside verl's reward
-workers and its grading subprocesses, where ``recipe_srft`` may not be importable; math-verify (slow
-to import, sympy) is imported by :func:`math_verify_extract` only.
+Standard library only at import time: ``reward.py`` loads the grading package, this file included,
+by path inside verl's reward workers and its grading subprocesses (:mod:`.loader`), where
+``recipe_srft`` may not be importable; math-verify (slow to import, sympy) is imported by
+:func:`math_verify_extract` only.
 
 Rules
 -----
