@@ -18,6 +18,14 @@ Presets (the paper's comparisons, Tables 2-3):
 ``no_w_sft``  SRFT with a constant SFT weight 1.0 (Table 3, "w/o w_sft")
 ``sft_only``  SFT on the demonstrations only (w = 1, no RL term; rollouts still generated, same budget)
 ``no_w_rl``   SRFT with a constant positive weight 1.0 (Table 3, "w/o w_rl")
+``no_demo_sft`` SRFT without the SFT term on demonstrations (Table 3, "w/o the SFT term"): ``use_sft=False``,
+              everything else as ``srft`` (demo in the group and its statistics, off-policy RL term, w_rl)
+``no_demo_rl`` SRFT without the RL term on demonstrations (Table 3, "w/o the RL term on demos"):
+              ``demo_rl=False``, everything else as ``srft``. Reading: only the demonstrations' own off-policy
+              RL term (Eq. 9-10) is removed; they stay in the group and in its mean/std (Eq. 7,
+              ``demos_in_group_stats=True``), so the rollouts' advantages are those of SRFT, and they keep
+              the entropy-weighted SFT term. (Taking them out of the statistics as well would be
+              ``srft.preset=custom srft.demo_rl=false srft.demos_in_group_stats=false``.)
 ``custom``    no constraint: every switch as given, defaults of ``srft``
 ============  =====================================================================================
 """
@@ -58,6 +66,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "sft_only": dict(_SRFT, sft_weighting="constant", sft_coef=1.0, demo_rl=False, rollout_rl=False,
                      demos_in_group_stats=False),
     "no_w_rl": dict(_SRFT, pos_weighting="constant", pos_coef=1.0),
+    "no_demo_sft": dict(_SRFT, use_sft=False),
+    "no_demo_rl": dict(_SRFT, demo_rl=False),
     "custom": {},
 }
 PRESET_KEYS = tuple(_SRFT)

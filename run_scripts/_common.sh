@@ -10,9 +10,13 @@
 #                         with the model's tokenizer (MODEL_PATH must then be a local folder) to drop or cut
 #                         demonstrations longer than MAX_RESPONSE_LENGTH (srft_method.md pitfall 2).
 #   VAL_FILE              validation parquet (LUFFY's valid.parquet)
-#   PRESET                srft | grpo | luffy | sft_plus_rl | no_w_sft | no_w_rl | sft_only | custom (-> srft.preset);
-#                         luffy also sets LUFFY's RL aggregation (loss_agg_mode, loss_scale_factor) and, in the
-#                         calling scripts, N_ROLLOUTS=7 (LUFFY's groups of 7 rollouts + 1 demonstration)
+#   PRESET                srft | grpo | luffy | sft_plus_rl | no_w_sft | no_w_rl | no_demo_sft | no_demo_rl |
+#                         sft_only | custom (-> srft.preset); luffy also sets LUFFY's RL aggregation (loss_agg_mode,
+#                         loss_scale_factor) and, in the calling scripts, N_ROLLOUTS=7 (LUFFY's groups of 7 rollouts +
+#                         1 demonstration). no_demo_sft / no_demo_rl: Table 3 without the SFT term / without the RL
+#                         term on demonstrations (demos stay in the group statistics; docs/method.md).
+#                         sft: the SFT baseline with verl's own trainer (torchrun -m verl.trainer.sft_trainer), not an
+#                         srft.preset; its variables are listed under "PRESET=sft" below
 #   NNODES, GPUS_PER_NODE cluster size (-> trainer.nnodes, trainer.n_gpus_per_node); NNODES>1 joins the running
 #                         Ray cluster (+ray_kwargs.ray_init.address=auto, see the multi-node notes below)
 #   ROLLOUT_TP            vLLM tensor parallel size;  GPU_MEMORY_UTILIZATION: vLLM's share of GPU memory
@@ -27,6 +31,28 @@
 #                         (no GPU, no Ray, no model or data needed); `overrides`: print the overrides, NUL-separated
 # Extra arguments of the script are appended as hydra overrides (they win over the script's values).
 #
+# PRESET=sft (the SFT baseline of Table 2; docs/config.md#the-sft-baseline): verl's SFT trainer on the training
+# file's demonstrations, converted once by `python -m data_prep.sft` (same chat template and <think> handling as
+# the RL run; needs the model's tokenizer). MODEL_PATH, TRAIN_FILE, RAW_TRAIN_FILE, PREP_FIX, NNODES,
+# GPUS_PER_NODE, MAX_PROMPT_LENGTH, MAX_RESPONSE_LENGTH, TOKENS_PER_GPU, STRATEGY, LOGGER, PROJECT_NAME,
+# EXPERIMENT_NAME, CKPT_DIR, PYTHON and DRY_RUN keep their meaning; the RL ones (rollouts, PPO, reward, VAL_FILE)
+# are not used. Defaults = LUFFY's SFT baseline (README of ElliottYan/LUFFY, "Other Off-Policy Baselines / SFT":
+# OpenRLHF train_sft on the same openr1 data, --train_batch_size 64 --max_epochs 3 --learning_rate 5e-5
+# --lr_warmup_ratio 0.1 --max_len 16384 --zero_stage 2 --bf16 --packing_samples --gradient_checkpointing
+# --save_hf_ckpt, with OpenRLHF's defaults for what it does not pass: cosine_with_min_lr to 0.1 x lr, Adam betas
+# (0.9, 0.95), weight decay 0, gradient clipping 1.0). The SRFT paper gives no SFT settings (it compares with
+# LUFFY's reported baselines); the OpenRLHF version LUFFY used is not pinned.
+#   SFT_TRAIN_FILE        verl SFT parquet (messages); default <TRAIN_FILE without .parquet>.sft.parquet, written
+#                         from TRAIN_FILE by data_prep.sft when absent (PREP_FORCE=1 rewrites it)
+#   SFT_BATCH_SIZE [64]   global batch in sequences (data.train_batch_size); SFT_EPOCHS [3]; SFT_LR [5e-5];
+#   SFT_WARMUP_RATIO [0.1]; SFT_MIN_LR_RATIO [0.1]; SFT_MAX_LENGTH [MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH: the
+#                         RL run's window; LUFFY: 16384, the model's]; SFT_TOKENS_PER_GPU [TOKENS_PER_GPU];
+#   SFT_SAVE_FREQ [200]   (LUFFY saved at the end only; a checkpoint every 200 steps lets a run resume. An
+#                         epoch-boundary checkpoint would make verl 0.9.1 skip an epoch on resume, verl #7401:
+#                         `python -m recipe_srft.sft_stage resume-guard` runs before every start and handles it)
+#   NODE_RANK [0], MASTER_ADDR [127.0.0.1], MASTER_PORT [29500]   torchrun's rendezvous (NNODES>1: run the script
+#                         on every node with its NODE_RANK and the head's MASTER_ADDR; no Ray)
+#
 # Multi-node (NNODES>1): start Ray yourself before running the script on the head node:
 #   head:    ray start --head --port=6379
 #   workers: ray start --address=<head-ip>:6379
@@ -37,7 +63,9 @@
 # `ray start` on each node, or pass it as +ray_kwargs.ray_init.runtime_env.env_vars.NAME=value (verl merges
 # it into the runtime_env of every worker; this script does that for TENSORBOARD_DIR).
 
-SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl sft_only custom"
+SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl no_demo_sft no_demo_rl sft_only custom"
+# presets of the run scripts that are other trainers, not srft.preset values
+SRFT_STAGE_PRESETS="sft"
 
 _srft_die() { echo "$(basename "${0}"): $*" >&2; exit 2; }
 
@@ -88,7 +116,10 @@ srft_launch() {
         if [ -x "${SRFT_ROOT}/.venv/bin/python" ]; then PYTHON="${SRFT_ROOT}/.venv/bin/python"; else PYTHON=python; fi
     fi
 
-    case " ${SRFT_PRESETS} " in *" ${PRESET} "*) ;; *) _srft_die "PRESET=${PRESET} is not one of: ${SRFT_PRESETS}" ;; esac
+    case " ${SRFT_PRESETS} ${SRFT_STAGE_PRESETS} " in
+        *" ${PRESET} "*) ;;
+        *) _srft_die "PRESET=${PRESET} is not one of: ${SRFT_PRESETS} ${SRFT_STAGE_PRESETS}" ;;
+    esac
     local v
     for v in NNODES GPUS_PER_NODE ROLLOUT_TP TRAIN_BATCH_SIZE PPO_MINI_BATCH_SIZE PPO_EPOCHS N_ROLLOUTS \
         MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH TOKENS_PER_GPU TOTAL_STEPS; do
@@ -113,6 +144,10 @@ srft_launch() {
     # a local model folder becomes absolute; anything else is a hub id
     case "${MODEL_PATH}" in /*) ;; *) [ -e "${SRFT_CALLER_PWD}/${MODEL_PATH}" ] && MODEL_PATH="$(_srft_abs "${MODEL_PATH}")" ;; esac
     export TENSORBOARD_DIR
+
+    if [ "${PRESET}" = sft ]; then
+        _srft_launch_sft "$@"
+    fi
 
     local reward_py="${SRFT_ROOT}/recipe_srft/reward.py"
     OVERRIDES=(
@@ -204,4 +239,106 @@ srft_launch() {
     mkdir -p "${CKPT_DIR}" "${TENSORBOARD_DIR}"
     echo "run: ${PYTHON} -m recipe_srft.main_srft ${OVERRIDES[*]}"
     exec "${PYTHON}" -m recipe_srft.main_srft "${OVERRIDES[@]}"
+}
+
+# PRESET=sft: verl's engine-based SFT trainer with LUFFY's SFT settings (see the header); execs or exits.
+_srft_launch_sft() {
+    local v
+    : "${SFT_TRAIN_FILE:=${TRAIN_FILE%.parquet}.sft.parquet}"
+    : "${SFT_BATCH_SIZE:=64}"
+    : "${SFT_EPOCHS:=3}"
+    : "${SFT_LR:=5e-5}"
+    : "${SFT_WARMUP_RATIO:=0.1}"
+    : "${SFT_MIN_LR_RATIO:=0.1}"
+    : "${SFT_MAX_LENGTH:=$((MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH))}"
+    : "${SFT_TOKENS_PER_GPU:=${TOKENS_PER_GPU}}"
+    : "${SFT_SAVE_FREQ:=200}"
+    : "${NODE_RANK:=0}"
+    : "${MASTER_ADDR:=127.0.0.1}"
+    : "${MASTER_PORT:=29500}"
+    for v in SFT_BATCH_SIZE SFT_EPOCHS SFT_MAX_LENGTH SFT_TOKENS_PER_GPU SFT_SAVE_FREQ NODE_RANK MASTER_PORT; do
+        _srft_is_int "${!v}" || _srft_die "${v}=${!v} must be a non-negative integer"
+    done
+    SFT_TRAIN_FILE="$(_srft_abs "${SFT_TRAIN_FILE}")"
+    SFT_OVERRIDES=(
+        # model, data: data_prep.sft's messages column, read by verl's MultiTurnSFTDataset
+        "model.path=${MODEL_PATH}"
+        "model.use_remove_padding=true"
+        "model.enable_gradient_checkpointing=true"
+        "data.train_files=${SFT_TRAIN_FILE}"
+        "data.val_files=null"
+        "data.messages_key=messages"
+        # verl's yaml default is the string 'none', which its dataset turns into enable_thinking=True for every
+        # template call; null passes nothing, as the RL run's agent loop does (data_prep.sft's token check too)
+        "data.enable_thinking_default=null"
+        # LUFFY: --train_batch_size 64 (global, sequences), --packing_samples (here: no padding, dynamic batches)
+        "data.train_batch_size=${SFT_BATCH_SIZE}"
+        "data.pad_mode=no_padding"
+        "data.use_dynamic_bsz=true"
+        "data.max_token_len_per_gpu=${SFT_TOKENS_PER_GPU}"
+        # LUFFY: --max_len 16384 with truncation (OpenRLHF); here the RL run's prompt + response window
+        "data.max_length=${SFT_MAX_LENGTH}"
+        "data.truncation=right"
+        # LUFFY: --learning_rate 5e-5 --lr_warmup_ratio 0.1, OpenRLHF's cosine_with_min_lr (min 0.1 x lr),
+        # betas (0.9, 0.95), l2 0, max_norm 1.0
+        "optim.lr=${SFT_LR}"
+        "optim.lr_warmup_steps_ratio=${SFT_WARMUP_RATIO}"
+        "optim.lr_scheduler_type=cosine"
+        "optim.min_lr_ratio=${SFT_MIN_LR_RATIO}"
+        "optim.betas=[0.9,0.95]"
+        "optim.weight_decay=0.0"
+        "optim.clip_grad=1.0"
+        # LUFFY: DeepSpeed ZeRO-2, bf16, gradient checkpointing; here FSDP (STRATEGY, as the RL runs), bf16
+        "engine.strategy=${STRATEGY}"
+        # LUFFY: --max_epochs 3, no evaluation during training (--eval_steps -1), --save_hf_ckpt
+        "trainer.total_epochs=${SFT_EPOCHS}"
+        "trainer.total_training_steps=null"
+        "trainer.test_freq=-1"
+        "trainer.save_freq=${SFT_SAVE_FREQ}"
+        "checkpoint.save_contents=[model,optimizer,extra,hf_model]"
+        "checkpoint.load_contents=[model,optimizer,extra]"
+        "trainer.resume_mode=auto"
+        "trainer.logger=${LOGGER}"
+        "trainer.project_name=${PROJECT_NAME}"
+        "trainer.experiment_name=${EXPERIMENT_NAME}"
+        "trainer.default_local_dir=${CKPT_DIR}"
+        "trainer.nnodes=${NNODES}"
+        "trainer.n_gpus_per_node=${GPUS_PER_NODE}"
+    )
+    SFT_OVERRIDES+=("$@")
+    local rendezvous=(--standalone)
+    if [ "${NNODES}" -gt 1 ]; then
+        rendezvous=(--node_rank="${NODE_RANK}" --master_addr="${MASTER_ADDR}" --master_port="${MASTER_PORT}")
+    fi
+    # torchrun, from the interpreter's own torch
+    local torchrun=("${PYTHON}" -m torch.distributed.run --nnodes="${NNODES}" --nproc_per_node="${GPUS_PER_NODE}"
+        "${rendezvous[@]}" -m verl.trainer.sft_trainer)
+
+    if [ "${DRY_RUN:-0}" = overrides ]; then
+        printf '%s\0' "${SFT_OVERRIDES[@]}"
+        exit 0
+    fi
+
+    _srft_prepare_data
+    local convert=("${PYTHON}" -m data_prep.sft --input "${TRAIN_FILE}" --output "${SFT_TRAIN_FILE}"
+        --tokenizer "${MODEL_PATH}")
+    if [ "${DRY_RUN:-0}" != 0 ]; then
+        if [ ! -e "${SFT_TRAIN_FILE}" ] || [ "${PREP_FORCE:-0}" = 1 ]; then
+            echo "DRY RUN: would prepare the SFT data: ${convert[*]}"
+        fi
+        echo "DRY RUN: would run: ${torchrun[*]} ${SFT_OVERRIDES[*]}"
+        exec "${PYTHON}" -m recipe_srft.sft_stage dry-run "${SFT_OVERRIDES[@]}"
+    fi
+
+    if [ ! -e "${SFT_TRAIN_FILE}" ] || [ "${PREP_FORCE:-0}" = 1 ]; then
+        [ -e "${TRAIN_FILE}" ] || _srft_die "TRAIN_FILE=${TRAIN_FILE} not found: PRESET=sft converts its demonstrations into SFT_TRAIN_FILE=${SFT_TRAIN_FILE} (set RAW_TRAIN_FILE=<openr1.parquet> to convert the raw file first)"
+        echo "data: ${convert[*]}"
+        "${convert[@]}" || _srft_die "data_prep.sft failed"
+    else
+        echo "data: ${SFT_TRAIN_FILE} exists, not re-converting (PREP_FORCE=1 to redo)"
+    fi
+    mkdir -p "${CKPT_DIR}"
+    "${PYTHON}" -m recipe_srft.sft_stage resume-guard "${SFT_OVERRIDES[@]}" || _srft_die "resume guard failed"
+    echo "run: ${torchrun[*]} ${SFT_OVERRIDES[*]}"
+    exec "${torchrun[@]}" "${SFT_OVERRIDES[@]}"
 }

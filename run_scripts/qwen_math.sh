@@ -12,6 +12,10 @@
 #   RAW_TRAIN_FILE=/data/luffy/openr1.parquet bash run_scripts/qwen_math.sh        # converts it first:
 #       python -m data_prep.luffy --input openr1.parquet --output $TRAIN_FILE --template luffy_think
 #   PRESET=grpo bash run_scripts/qwen_math.sh                 # baselines: grpo luffy sft_plus_rl no_w_sft no_w_rl
+#                                                             # no_demo_sft no_demo_rl (Table 3)
+#   PRESET=sft bash run_scripts/qwen_math.sh                  # SFT baseline: torchrun -m verl.trainer.sft_trainer on
+#                                                             # the demonstrations (data_prep.sft), LUFFY's settings;
+#                                                             # SFT_* variables in run_scripts/_common.sh
 #   NNODES=4 bash run_scripts/qwen_math.sh                    # the published 4 x 8 GPUs (start Ray first, below)
 #   DRY_RUN=1 bash run_scripts/qwen_math.sh [overrides]       # check the config only: no GPU, model or data
 #   bash run_scripts/qwen_math.sh trainer.total_training_steps=10 ...   # extra hydra overrides win

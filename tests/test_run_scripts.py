@@ -17,14 +17,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"qwen_math.sh": "7b", "qwen_math_1p5b.sh": "1p5b"}
-PRESETS = ["srft", "grpo", "luffy", "sft_plus_rl", "no_w_sft", "no_w_rl", "sft_only"]
+PRESETS = ["srft", "grpo", "luffy", "sft_plus_rl", "no_w_sft", "no_w_rl", "no_demo_sft", "no_demo_rl", "sft_only"]
 #: every variable the scripts read: scrubbed so that a developer's shell cannot change the tests
 SCRIPT_VARS = (
     "MODEL_PATH TRAIN_FILE RAW_TRAIN_FILE PREP_FIX PREP_FORCE VAL_FILE PRESET NNODES GPUS_PER_NODE ROLLOUT_TP "
     "GPU_MEMORY_UTILIZATION MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH TOKENS_PER_GPU LOGPROB_TOKENS_PER_GPU "
     "TRAIN_BATCH_SIZE PPO_MINI_BATCH_SIZE PPO_EPOCHS N_ROLLOUTS TEMPERATURE LR ENTROPY_COEFF TOTAL_STEPS TEST_FREQ "
     "SAVE_FREQ LOGGER PROJECT_NAME EXPERIMENT_PREFIX EXPERIMENT_NAME CKPT_DIR TENSORBOARD_DIR STRATEGY THINK_FORMAT "
-    "PYTHON DRY_RUN RAY_ADDRESS"
+    "PYTHON DRY_RUN RAY_ADDRESS SFT_TRAIN_FILE SFT_BATCH_SIZE SFT_EPOCHS SFT_LR SFT_WARMUP_RATIO SFT_MIN_LR_RATIO "
+    "SFT_MAX_LENGTH SFT_TOKENS_PER_GPU SFT_SAVE_FREQ NODE_RANK MASTER_ADDR MASTER_PORT"
 ).split()
 
 
@@ -67,6 +68,10 @@ def bash_runs(tmp_path_factory):
         "7b_multinode": _popen("qwen_math.sh", _env(tmp, NNODES=4, RAW_TRAIN_FILE=raw)),
         "1p5b": _popen("qwen_math_1p5b.sh", _env(tmp, PRESET="no_w_rl")),
         "unknown_key": _popen("qwen_math.sh", _env(tmp), "actor_rollout_ref.actor.ppo_mini_batch=64"),
+        # the SFT baseline: verl's own SFT trainer config
+        "7b_sft": _popen("qwen_math.sh", _env(tmp, PRESET="sft")),
+        "1p5b_sft": _popen("qwen_math_1p5b.sh", _env(tmp, PRESET="sft")),
+        "sft_bad_batch": _popen("qwen_math.sh", _env(tmp, PRESET="sft", SFT_BATCH_SIZE=60)),
     }
     results = {}
     for name, proc in procs.items():
@@ -115,6 +120,36 @@ def test_bash_unknown_verl_key_fails(bash_runs):
     assert rc != 0, out
     assert "SRFT dry run: FAILED" in out
     assert "ppo_mini_batch" in out and "does not exist in verl" in out
+
+
+@pytest.mark.parametrize("name, gpus, per_rank, length, budget", [
+    ("7b_sft", 8, 8, 9216, 32768),
+    ("1p5b_sft", 4, 16, 4096, 16384),
+])
+def test_bash_dry_run_sft(bash_runs, name, gpus, per_rank, length, budget):
+    """DRY_RUN=1 PRESET=sft composes verl's sft_trainer_engine config with LUFFY's SFT settings and validates it."""
+    rc, out = bash_runs[name]
+    assert rc == 0, out
+    assert "SRFT dry run (PRESET=sft): OK" in out
+    assert f"would run: {sys.executable} -m torch.distributed.run --nnodes=1 --nproc_per_node={gpus} --standalone " \
+           "-m verl.trainer.sft_trainer model.path=" in out
+    model = bash_runs["tmp"] / "no_such_model"
+    assert "would prepare the SFT data: " in out and "-m data_prep.sft --input" in out and f"--tokenizer {model}" in out
+    assert f"64 sequences per step = {gpus} data-parallel ranks x {per_rank}; dynamic batches, {budget} tokens" in out
+    assert f"sequences up to {length} tokens" in out and "(column 'messages')" in out
+    assert "AdamW lr 5e-05, betas [0.9, 0.95], weight decay 0.0, clip 1.0; cosine schedule, warmup ratio 0.1, " \
+           "min lr ratio 0.1" in out
+    assert "3 epochs" in out and "hf_model" in out
+    for line in ("engine -> FSDPEngineConfig", "optim -> FSDPOptimizerConfig", "checkpoint -> CheckpointConfig",
+                 "model -> HFModelConfig fields type-checked"):
+        assert line in out
+    assert "-m recipe_srft.main_srft" not in out and "actor_rollout_ref" not in out
+
+
+def test_bash_dry_run_sft_bad_batch(bash_runs):
+    rc, out = bash_runs["sft_bad_batch"]
+    assert rc != 0 and "SRFT dry run (PRESET=sft): FAILED" in out
+    assert "data.train_batch_size=60 (global, sequences) is not divisible by the 8 data-parallel ranks" in out
 
 
 def test_bad_preset_rejected_by_the_script(tmp_path):
@@ -289,3 +324,87 @@ def test_real_launch_refuses_missing_data(tmp_path):
     proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math_1p5b.sh")], env=_env(tmp_path, DRY_RUN=0),
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "TRAIN_FILE=" in proc.stderr and "not found" in proc.stderr
+
+
+# ------------------------------------------------------------------------------------------ PRESET=sft
+@pytest.fixture(scope="module")
+def sft_stage():
+    from recipe_srft import sft_stage
+
+    return sft_stage
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_sft_preset_dry_runs_with_luffys_settings(sft_stage, tmp_path, script):
+    ov = script_overrides(script, tmp_path, PRESET="sft")
+    for item in ["data.train_batch_size=64", "trainer.total_epochs=3", "optim.lr=5e-5", "optim.lr_warmup_steps_ratio=0.1",
+                 "optim.lr_scheduler_type=cosine", "optim.min_lr_ratio=0.1", "optim.betas=[0.9,0.95]",
+                 "optim.weight_decay=0.0", "optim.clip_grad=1.0", "data.messages_key=messages",
+                 "data.enable_thinking_default=null", "trainer.test_freq=-1", "trainer.resume_mode=auto",
+                 f"data.train_files={tmp_path}/no_such_train.sft.parquet",
+                 f"trainer.default_local_dir={tmp_path}/ckpt"]:
+        assert item in ov, item
+    summary = sft_stage.dry_run_sft(ov)
+    assert summary["train_batch_size"] == 64 and summary["total_epochs"] == 3
+    assert summary["max_length"] == (9216 if SCRIPTS[script] == "7b" else 4096)
+    assert summary["train_rows"] is None and summary["missing_files"]
+
+
+def test_sft_steps_per_epoch_and_epoch_boundary_warning(sft_stage, tmp_path):
+    """With the SFT file present the dry run counts the steps; a save_freq that lands on an epoch boundary is
+    flagged (verl #7401; the run script's resume guard handles it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    train = tmp_path / "train.sft.parquet"
+    pq.write_table(pa.table({"messages": [[{"content": "q", "role": "user"}]] * 1003}), train)
+    summary = sft_stage.dry_run_sft(script_overrides("qwen_math.sh", tmp_path, SFT_TRAIN_FILE=train, PRESET="sft"))
+    assert (summary["train_rows"], summary["steps_per_epoch"], summary["total_training_steps"]) == (1003, 15, 45)
+    assert not summary["warnings"]
+    summary = sft_stage.dry_run_sft(script_overrides("qwen_math.sh", tmp_path, SFT_TRAIN_FILE=train, SFT_SAVE_FREQ=5,
+                                                     PRESET="sft"))
+    assert any("saves on an epoch boundary (15 steps per epoch)" in w for w in summary["warnings"])
+
+
+@pytest.mark.parametrize("env, args, expected", [
+    ({"SFT_TOKENS_PER_GPU": 4096}, (), "data.max_token_len_per_gpu=4096 (x sequence parallel 1) cannot hold one "
+                                       "sequence of data.max_length=9216"),
+    ({"NNODES": 3, "SFT_BATCH_SIZE": 64}, (), "data.train_batch_size=64 (global, sequences) is not divisible by the 24"),
+    ({"SFT_MAX_LENGTH": 32768, "SFT_TOKENS_PER_GPU": 32768, "MODEL_PATH": "Elliott/Qwen2.5-Math-7B-16k-think"}, (),
+     "data.max_length=32768 exceeds the model's 16384 positions"),
+    ({}, ("actor_rollout_ref.actor.ppo_epochs=1",), "actor_rollout_ref"),  # an RL key: not in the SFT config
+    ({}, ("data.pad_mode=left",), "data.pad_mode='left'"),
+    ({}, ("engine.strategy=deepspeed",), "engine: verl's verl.workers.config.FSDPEngineConfig rejects it"),
+    ({}, ("optim.lr=fast",), "optim.lr"),
+    ({}, ("trainer.test_freq=10",), "trainer.test_freq=10 without data.val_files"),
+    ({}, ("trainer.resume_mode=sometimes",), "trainer.resume_mode='sometimes'"),
+    ({}, ("data.use_dynamic_bsz=false", "data.micro_batch_size_per_gpu=3"),
+     "8 sequences per rank (data.train_batch_size=64 / 8) are not a multiple of data.micro_batch_size_per_gpu=3"),
+])
+def test_bad_sft_settings_fail_naming_the_key(sft_stage, tmp_path, capsys, env, args, expected):
+    ov = script_overrides("qwen_math.sh", tmp_path, *args, **dict(env, PRESET="sft"))
+    assert sft_stage.main(["dry-run", *ov]) == 1
+    err = capsys.readouterr().err
+    assert "SRFT dry run (PRESET=sft): FAILED" in err and expected in err, err
+
+
+def test_sft_launch_converts_then_guards_then_execs_torchrun(tmp_path):
+    """Without DRY_RUN: data_prep.sft writes the SFT file from TRAIN_FILE, the resume guard runs, then the script
+    execs torchrun -m verl.trainer.sft_trainer (a stand-in PYTHON records the three commands; nothing runs)."""
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "python"
+    fake.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> "{log}"\n')
+    fake.chmod(0o755)
+    (tmp_path / "no_such_train.parquet").write_bytes(b"")  # TRAIN_FILE must exist to be converted
+    env = _env(tmp_path, DRY_RUN=0, PRESET="sft", PYTHON=fake, NNODES=2, NODE_RANK=1, MASTER_ADDR="10.0.0.1")
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math.sh"), "trainer.save_freq=50"], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    convert, guard, run = log.read_text().splitlines()
+    assert convert == (f"-m data_prep.sft --input {tmp_path}/no_such_train.parquet --output "
+                       f"{tmp_path}/no_such_train.sft.parquet --tokenizer {tmp_path}/no_such_model")
+    assert guard.startswith("-m recipe_srft.sft_stage resume-guard model.path=")
+    assert run.startswith("-m torch.distributed.run --nnodes=2 --nproc_per_node=8 --node_rank=1 "
+                          "--master_addr=10.0.0.1 --master_port=29500 -m verl.trainer.sft_trainer model.path=")
+    assert guard.split(" ", 3)[3] == run.split(" -m verl.trainer.sft_trainer ", 1)[1]  # same overrides
+    assert run.endswith("trainer.save_freq=50")

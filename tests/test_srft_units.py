@@ -24,6 +24,12 @@ def test_srft_preset_is_the_paper_default():
     assert cfg.loss.offpolicy_shaping == "luffy" and cfg.loss.use_sft
 
 
+#: every switch a preset owns, at the srft preset's value (the Table 3 presets differ from it in one key)
+_SRFT_VALUES = dict(demos_per_prompt=1, demo_reward="verifier", norm_adv_by_std=True, demos_in_group_stats=True,
+                    use_sft=True, sft_weighting="entropy", sft_coef=0.5, sft_entropy_sign=-1, pos_weighting="entropy",
+                    pos_coef=0.1, offpolicy_shaping="luffy", onpolicy_clip=True, demo_rl=True, rollout_rl=True)
+
+
 @pytest.mark.parametrize("preset,expected", [
     ("grpo", dict(demos_per_prompt=0, use_sft=False, pos_weighting="constant", pos_coef=1.0)),
     ("luffy", dict(demos_per_prompt=1, use_sft=False, pos_weighting="constant", offpolicy_shaping="luffy",
@@ -33,6 +39,10 @@ def test_srft_preset_is_the_paper_default():
     ("no_w_sft", dict(sft_weighting="constant", sft_coef=1.0, pos_weighting="entropy", pos_coef=0.1)),
     ("no_w_rl", dict(pos_weighting="constant", pos_coef=1.0, sft_weighting="entropy", sft_coef=0.5)),
     ("sft_only", dict(use_sft=True, sft_weighting="constant", sft_coef=1.0, demo_rl=False, rollout_rl=False)),
+    # Table 3, "w/o the SFT term on demos": only use_sft changes
+    ("no_demo_sft", dict(_SRFT_VALUES, use_sft=False)),
+    # Table 3, "w/o the RL term on demos": only demo_rl changes; demos stay in the group statistics
+    ("no_demo_rl", dict(_SRFT_VALUES, demo_rl=False, demos_in_group_stats=True)),
 ])
 def test_presets(preset, expected):
     cfg = resolve_srft_config({"preset": preset})
@@ -51,6 +61,8 @@ def test_null_switches_take_the_preset_and_matching_explicit_values_are_fine():
 @pytest.mark.parametrize("preset,key,value", [
     ("grpo", "demos_per_prompt", 1), ("luffy", "use_sft", True), ("srft", "sft_coef", 1.0),
     ("no_w_rl", "pos_weighting", "entropy"), ("sft_plus_rl", "demo_rl", True),
+    ("no_demo_sft", "use_sft", True), ("no_demo_rl", "demo_rl", True),
+    ("no_demo_rl", "demos_in_group_stats", False),
 ])
 def test_preset_conflicts_fail_with_the_fix(preset, key, value):
     with pytest.raises(ValueError) as err:
@@ -84,6 +96,21 @@ def test_clip_ratios_and_entropy_coeff_come_from_the_actor():
                                    "entropy_coeff": 0.001})
     assert (cfg.loss.clip_ratio_low, cfg.loss.clip_ratio_high, cfg.loss.clip_ratio_c) == (0.1, 0.3, 4.0)
     assert cfg.loss.entropy_coeff == 0.001
+
+
+def test_table3_presets_differ_from_srft_in_one_switch():
+    """no_demo_sft / no_demo_rl are SRFT with exactly one term removed (what the preset tables document)."""
+    from recipe_srft.srft_config import PRESET_KEYS
+
+    srft = PRESETS["srft"]
+    assert set(srft) == set(PRESET_KEYS) == set(_SRFT_VALUES) and srft == _SRFT_VALUES
+    for preset, key in (("no_demo_sft", "use_sft"), ("no_demo_rl", "demo_rl")):
+        diff = {k for k in PRESET_KEYS if PRESETS[preset][k] != srft[k]}
+        assert diff == {key}, (preset, diff)
+    # matching explicit values are accepted, and custom reaches the other reading of "w/o the RL term"
+    assert not resolve_srft_config({"preset": "no_demo_sft", "use_sft": False}).loss.use_sft
+    cfg = resolve_srft_config({"preset": "custom", "demo_rl": False, "demos_in_group_stats": False})
+    assert not cfg.loss.demo_rl and not cfg.demos_in_group_stats
 
 
 def test_every_preset_resolves():
