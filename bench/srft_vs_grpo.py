@@ -27,7 +27,7 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from recipe_srft.console_metrics import read_console_metrics  # noqa: E402
+from recipe_srft.tools.console_metrics import read_console_metrics  # noqa: E402
 from recipe_srft.cpu.env import CONFIG_DIR, apply_cpu_env  # noqa: E402
 from recipe_srft.experiments.smoke_data import write_smoke_data  # noqa: E402
 from recipe_srft.experiments.tiny_model import build_tiny_model  # noqa: E402

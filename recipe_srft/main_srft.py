@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hydra
 
-from .quiet import quiet_verl_imports
+from .tools.quiet import quiet_verl_imports
 
 quiet_verl_imports()  # before verl is imported (SRFT_VERL_WARNINGS=1 shows its import warnings)
 
-from . import trainer  # noqa: E402,F401  (registers trainer_mode=srft in this process)
+from .integration import trainer  # noqa: E402,F401  (registers trainer_mode=srft in this process)
 
 
 @hydra.main(config_path="config", config_name="srft_trainer", version_base=None)
@@ -24,7 +24,7 @@ def main(config):
     from verl.utils.device import auto_set_device
 
     from .srft_config import describe
-    from .trainer import check_verl_config, srft_config_from
+    from .integration.trainer import check_verl_config, srft_config_from
 
     auto_set_device(config)
     srft = srft_config_from(config)  # fail fast, before Ray starts, on an inconsistent srft section

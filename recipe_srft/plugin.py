@@ -9,7 +9,7 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-for _module in ("recipe_srft.cpu", "recipe_srft.trainer"):
+for _module in ("recipe_srft.cpu", "recipe_srft.integration.trainer"):
     try:
         importlib.import_module(_module)
     except ModuleNotFoundError as exc:  # the trainer module may not exist in partial installs

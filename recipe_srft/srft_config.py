@@ -120,7 +120,7 @@ class SRFTConfig:
     #: The loss switches (Eq. 8-13); clip ratios and the entropy coefficient come from the actor config.
     loss: SRFTLossConfig = field(default_factory=SRFTLossConfig)
     #: Seconds verl's set-up (worker groups placed, rollout servers, reward workers) may take before the run
-    #: fails with a report of the phase and Ray's resources (recipe_srft.watchdog); null or 0 = no limit.
+    #: fails with a report of the phase and Ray's resources (recipe_srft.integration.watchdog); null or 0 = no limit.
     startup_timeout_s: Optional[float] = 1800.0
     #: Seconds one training step may take, likewise; null or 0 = no limit (long generations on a GPU).
     step_timeout_s: Optional[float] = None

@@ -27,7 +27,7 @@
 #   TOTAL_STEPS, TEST_FREQ, SAVE_FREQ, LOGGER ('[console,tensorboard]'), PROJECT_NAME, EXPERIMENT_NAME,
 #   CKPT_DIR, TENSORBOARD_DIR, STRATEGY (fsdp2), THINK_FORMAT (true: LUFFY's <think> rule in the reward)
 #   PYTHON                interpreter (default: .venv/bin/python of the repository, else python)
-#   DRY_RUN               1: run `python -m recipe_srft.dry_run` with the same overrides instead of training
+#   DRY_RUN               1: run `python -m recipe_srft.tools.dry_run` with the same overrides instead of training
 #                         (no GPU, no Ray, no model or data needed); `overrides`: print the overrides, NUL-separated
 # Extra arguments of the script are appended as hydra overrides (they win over the script's values).
 #
@@ -49,7 +49,7 @@
 #                         RL run's window; LUFFY: 16384, the model's]; SFT_TOKENS_PER_GPU [TOKENS_PER_GPU];
 #   SFT_SAVE_FREQ [200]   (LUFFY saved at the end only; a checkpoint every 200 steps lets a run resume. An
 #                         epoch-boundary checkpoint would make verl 0.9.1 skip an epoch on resume, verl #7401:
-#                         `python -m recipe_srft.sft_stage resume-guard` runs before every start and handles it)
+#                         `python -m recipe_srft.integration.sft_stage resume-guard` runs before every start and handles it)
 #   NODE_RANK [0], MASTER_ADDR [127.0.0.1], MASTER_PORT [29500]   torchrun's rendezvous (NNODES>1: run the script
 #                         on every node with its NODE_RANK and the head's MASTER_ADDR; no Ray)
 #
@@ -231,7 +231,7 @@ srft_launch() {
 
     if [ "${DRY_RUN:-0}" != 0 ]; then
         echo "DRY RUN: would run: ${PYTHON} -m recipe_srft.main_srft ${OVERRIDES[*]}"
-        exec "${PYTHON}" -m recipe_srft.dry_run "${OVERRIDES[@]}"
+        exec "${PYTHON}" -m recipe_srft.tools.dry_run "${OVERRIDES[@]}"
     fi
 
     [ -e "${TRAIN_FILE}" ] || _srft_die "TRAIN_FILE=${TRAIN_FILE} not found: set TRAIN_FILE, or RAW_TRAIN_FILE=<openr1.parquet> to convert it (python -m data_prep.luffy --input openr1.parquet --output ${TRAIN_FILE} --template luffy_think)"
@@ -327,7 +327,7 @@ _srft_launch_sft() {
             echo "DRY RUN: would prepare the SFT data: ${convert[*]}"
         fi
         echo "DRY RUN: would run: ${torchrun[*]} ${SFT_OVERRIDES[*]}"
-        exec "${PYTHON}" -m recipe_srft.sft_stage dry-run "${SFT_OVERRIDES[@]}"
+        exec "${PYTHON}" -m recipe_srft.integration.sft_stage dry-run "${SFT_OVERRIDES[@]}"
     fi
 
     if [ ! -e "${SFT_TRAIN_FILE}" ] || [ "${PREP_FORCE:-0}" = 1 ]; then
@@ -338,7 +338,7 @@ _srft_launch_sft() {
         echo "data: ${SFT_TRAIN_FILE} exists, not re-converting (PREP_FORCE=1 to redo)"
     fi
     mkdir -p "${CKPT_DIR}"
-    "${PYTHON}" -m recipe_srft.sft_stage resume-guard "${SFT_OVERRIDES[@]}" || _srft_die "resume guard failed"
+    "${PYTHON}" -m recipe_srft.integration.sft_stage resume-guard "${SFT_OVERRIDES[@]}" || _srft_die "resume guard failed"
     echo "run: ${torchrun[*]} ${SFT_OVERRIDES[*]}"
     exec "${torchrun[@]}" "${SFT_OVERRIDES[@]}"
 }

@@ -125,7 +125,7 @@ def test_loss_fields_taken_from_the_actor_are_documented_as_verl_keys():
 
 
 def test_every_refused_verl_setting_has_a_row_with_its_honoured_values():
-    from recipe_srft.verl_checks import REFUSED, _show
+    from recipe_srft.integration.verl_checks import REFUSED, _show
 
     text = _section(_read(CONFIG_MD), "## Refused verl settings")
     for refusal in REFUSED:

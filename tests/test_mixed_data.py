@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from recipe_srft.mixed_data import (
+from recipe_srft.integration.mixed_data import (
     SOURCE_KEY,
     MixedSourceDataset,
     MixedSourceSampler,
@@ -372,7 +372,7 @@ def test_init_mixed_train_dataloader_on_a_trainer(env, gen_batch_size):
     from omegaconf import OmegaConf, open_dict
     from torchdata.stateful_dataloader import StatefulDataLoader
 
-    from recipe_srft.mixed_data import init_mixed_train_dataloader
+    from recipe_srft.integration.mixed_data import init_mixed_train_dataloader
 
     cfg = OmegaConf.create(OmegaConf.to_container(env["cfg"], resolve=False))
     with open_dict(cfg):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from recipe_srft.console_metrics import read_console_metrics
+from recipe_srft.tools.console_metrics import read_console_metrics
 from recipe_srft.cpu.smoke import run_trainer
 from recipe_srft.experiments.smoke_data import write_smoke_data
 

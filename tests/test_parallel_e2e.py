@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from recipe_srft.console_metrics import read_console_metrics
+from recipe_srft.tools.console_metrics import read_console_metrics
 from recipe_srft.cpu.smoke import run_trainer
 from recipe_srft.experiments.smoke_data import write_smoke_data
 

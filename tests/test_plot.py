@@ -1,4 +1,4 @@
-"""recipe_srft.plot: metrics from console logs / tensorboard / metrics.jsonl, merged table, PNG figure, CLI."""
+"""recipe_srft.tools.plot: metrics from console logs / tensorboard / metrics.jsonl, merged table, PNG figure, CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recipe_srft.plot import (
+from recipe_srft.tools.plot import (
     DEFAULT_PANELS,
     NoMetricsError,
     Panel,
@@ -229,7 +229,7 @@ def test_no_metrics_error_names_paths(tmp_path):
 
 def run_cli(*args, cwd):
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "recipe_srft.plot", *map(str, args)], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "recipe_srft.tools.plot", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
 
 

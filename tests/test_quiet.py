@@ -1,4 +1,4 @@
-"""recipe_srft.quiet: verl's optional-engine import warnings are hidden by default and shown with
+"""recipe_srft.tools.quiet: verl's optional-engine import warnings are hidden by default and shown with
 SRFT_VERL_WARNINGS=1 (the real import in a fresh interpreter, no Ray)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from recipe_srft.quiet import ENGINE_WARNINGS_FILTER, SHOW_WARNINGS_ENV, quiet_verl_imports
+from recipe_srft.tools.quiet import ENGINE_WARNINGS_FILTER, SHOW_WARNINGS_ENV, quiet_verl_imports
 
 
 def _import_cpu_runtime(**env) -> str:

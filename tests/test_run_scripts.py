@@ -2,7 +2,7 @@
 preset, and bad settings fail before anything is launched (no GPU, no Ray, no model or data files).
 
 The real ``bash`` invocations (one per script at least) run concurrently in a module fixture; the preset
-matrix calls :func:`recipe_srft.dry_run.dry_run` in this process with the exact overrides the scripts
+matrix calls :func:`recipe_srft.tools.dry_run.dry_run` in this process with the exact overrides the scripts
 build (``DRY_RUN=overrides`` prints them), so the file stays well under a minute.
 """
 
@@ -189,7 +189,7 @@ def test_overrides_mode_lists_the_paper_settings(tmp_path):
 # ------------------------------------------------------------------------------------------ in-process matrix
 @pytest.fixture(scope="module")
 def dry_run_mod():
-    from recipe_srft import dry_run
+    from recipe_srft.tools import dry_run
 
     return dry_run
 
@@ -221,7 +221,7 @@ def test_luffy_preset_gets_luffys_aggregation(dry_run_mod, tmp_path, script):
     """PRESET=luffy sets seq-mean-token-sum-norm with loss_scale_factor = T / LUFFY_MICRO_ROWS_PER_GPU (the
     script's arithmetic and the constant in srft_config must agree); the other presets keep the paper's mode."""
     from omegaconf import OmegaConf
-    from recipe_srft.dry_run import compose_config
+    from recipe_srft.tools.dry_run import compose_config
     from recipe_srft.srft_config import LUFFY_MICRO_ROWS_PER_GPU
 
     config = compose_config(script_overrides(script, tmp_path, PRESET="luffy"))
@@ -329,7 +329,7 @@ def test_real_launch_refuses_missing_data(tmp_path):
 # ------------------------------------------------------------------------------------------ PRESET=sft
 @pytest.fixture(scope="module")
 def sft_stage():
-    from recipe_srft import sft_stage
+    from recipe_srft.integration import sft_stage
 
     return sft_stage
 
@@ -403,7 +403,7 @@ def test_sft_launch_converts_then_guards_then_execs_torchrun(tmp_path):
     convert, guard, run = log.read_text().splitlines()
     assert convert == (f"-m data_prep.sft --input {tmp_path}/no_such_train.parquet --output "
                        f"{tmp_path}/no_such_train.sft.parquet --tokenizer {tmp_path}/no_such_model")
-    assert guard.startswith("-m recipe_srft.sft_stage resume-guard model.path=")
+    assert guard.startswith("-m recipe_srft.integration.sft_stage resume-guard model.path=")
     assert run.startswith("-m torch.distributed.run --nnodes=2 --nproc_per_node=8 --node_rank=1 "
                           "--master_addr=10.0.0.1 --master_port=29500 -m verl.trainer.sft_trainer model.path=")
     assert guard.split(" ", 3)[3] == run.split(" -m verl.trainer.sft_trainer ", 1)[1]  # same overrides

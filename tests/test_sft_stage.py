@@ -89,7 +89,7 @@ def reference(tmp_path_factory):
 def test_verl_091_skips_an_epoch_when_resuming_from_an_epoch_boundary(tmp_path, reference):
     """The bug is present in verl 0.9.1: the exhausted loader state of step 5 (end of epoch 1) makes the resumed
     epoch 2 yield no batch, and the run ends after 10 of its 15 steps. (If a verl upgrade fixes it, this test fails:
-    then drop recipe_srft.sft_stage.resume_guard.)"""
+    then drop recipe_srft.integration.sft_stage.resume_guard.)"""
     first = _fit(tmp_path, save_freq=5, stop_after=5)
     assert (tmp_path / "global_step_5" / "data_0.pt").is_file()
     resumed = _fit(tmp_path, save_freq=5)
@@ -98,7 +98,7 @@ def test_verl_091_skips_an_epoch_when_resuming_from_an_epoch_boundary(tmp_path, 
 
 
 def test_resume_guard_gives_the_uninterrupted_run(tmp_path, train_file, reference, capsys):
-    from recipe_srft.sft_stage import main, resume_guard
+    from recipe_srft.integration.sft_stage import main, resume_guard
 
     ckpt = tmp_path / "ckpt"
     first = _fit(ckpt, save_freq=5, stop_after=5)
@@ -113,7 +113,7 @@ def test_resume_guard_gives_the_uninterrupted_run(tmp_path, train_file, referenc
 
 
 def test_resume_guard_leaves_mid_epoch_and_final_checkpoints(tmp_path, train_file, reference):
-    from recipe_srft.sft_stage import resume_guard
+    from recipe_srft.integration.sft_stage import resume_guard
 
     ckpt = tmp_path / "mid"
     first = _fit(ckpt, save_freq=7, stop_after=7)
@@ -130,7 +130,7 @@ def test_steps_per_epoch_matches_verls_loader():
     from torch.utils.data import DistributedSampler
     from torchdata.stateful_dataloader import StatefulDataLoader
 
-    from recipe_srft.sft_stage import steps_per_epoch
+    from recipe_srft.integration.sft_stage import steps_per_epoch
 
     for rows, tbs, dp in [(20, 4, 1), (21, 4, 2), (1003, 64, 8), (640, 64, 4), (65, 64, 8)]:
         lengths = set()

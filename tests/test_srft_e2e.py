@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recipe_srft.console_metrics import read_console_metrics
+from recipe_srft.tools.console_metrics import read_console_metrics
 from recipe_srft.cpu.env import CONFIG_DIR
 from recipe_srft.cpu.smoke import run_trainer
 from recipe_srft.experiments.smoke_data import write_smoke_data
@@ -77,7 +77,7 @@ def test_srft_main_entry_two_steps(tiny_model_dir, data, tmp_path):
         assert m["training/rollout_probs_diff_max"] < 1e-6
     assert "val-core/openai/gsm8k/acc/mean@1" in steps[2]
     assert (out / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
-    # quiet by default (recipe_srft.quiet): the driver and every Ray worker hide verl's optional-engine warnings,
+    # quiet by default (recipe_srft.tools.quiet): the driver and every Ray worker hide verl's optional-engine warnings,
     # and TransferQueue's thread count fits the host
     assert "engine is not available" not in log
     assert "should not exceed total physical CPU cores" not in log

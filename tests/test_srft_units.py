@@ -12,7 +12,7 @@ from recipe_srft.advantage import grpo_advantage_with_demos
 from recipe_srft.demos import extract_demos, tokenize_demo
 from recipe_srft.srft_config import PRESETS, resolve_srft_config
 from recipe_srft.minibatch import minibatch_ids
-from recipe_srft.trainer import srft_data_metrics
+from recipe_srft.integration.trainer import srft_data_metrics
 
 
 # ---------------------------------------------------------------- presets
@@ -220,7 +220,7 @@ def test_srft_data_metrics():
 
 
 def test_split_metrics_separate_rollouts_and_demos():
-    from recipe_srft.trainer import split_metrics
+    from recipe_srft.integration.trainer import split_metrics
 
     is_demo = torch.tensor([False, False, True, False])
     valid = torch.tensor([True, True, True, False])
@@ -233,8 +233,8 @@ def test_split_metrics_separate_rollouts_and_demos():
 
 
 def test_shuffle_is_refused_with_the_reason():
-    from recipe_srft.dry_run import compose_config
-    from recipe_srft.trainer import check_verl_config, srft_config_from
+    from recipe_srft.tools.dry_run import compose_config
+    from recipe_srft.integration.trainer import check_verl_config, srft_config_from
 
     config = compose_config(["actor_rollout_ref.actor.shuffle=true"])
     with pytest.raises(ValueError, match="reshuffle the rows inside each rank every epoch"):
@@ -245,9 +245,9 @@ def test_shuffle_is_refused_with_the_reason():
 
 def test_preset_verl_overrides_satisfy_the_preset_check():
     """The overrides the CPU scripts add for a preset are exactly what check_verl_config asks for."""
-    from recipe_srft.dry_run import compose_config
+    from recipe_srft.tools.dry_run import compose_config
     from recipe_srft.srft_config import PRESETS, preset_verl_overrides
-    from recipe_srft.verl_checks import preset_verl_conflicts
+    from recipe_srft.integration.verl_checks import preset_verl_conflicts
 
     for preset in PRESETS:
         overrides = ["+runtime=cpu", f"srft.preset={preset}", "data.max_response_length=48"]
@@ -259,9 +259,9 @@ def test_preset_verl_overrides_satisfy_the_preset_check():
 def test_one_launch_path_group_size_and_batch_checks():
     """The trainer (check_verl_config + apply_srft_group) fails where the dry run fails, and the group-size
     transformation is applied once, whoever calls it."""
-    from recipe_srft import dry_run as dr
-    from recipe_srft.dry_run import compose_config
-    from recipe_srft.launch import LAUNCH_KEY, apply_srft_group, check_verl_config, num_rollouts, srft_config_from
+    from recipe_srft.tools import dry_run as dr
+    from recipe_srft.tools.dry_run import compose_config
+    from recipe_srft.integration.launch import LAUNCH_KEY, apply_srft_group, check_verl_config, num_rollouts, srft_config_from
 
     config = compose_config(["+runtime=cpu", "actor_rollout_ref.rollout.n=4", "data.train_batch_size=8",
                              "actor_rollout_ref.actor.ppo_mini_batch_size=4"])

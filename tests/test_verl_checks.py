@@ -1,4 +1,4 @@
-"""recipe_srft.verl_checks: verl settings the SRFT trainer cannot honour are refused, with the key and the fix;
+"""recipe_srft.integration.verl_checks: verl settings the SRFT trainer cannot honour are refused, with the key and the fix;
 verl's defaults, the CPU runtime and every preset of the GPU scripts are not (no Ray, no GPU)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import subprocess
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-from recipe_srft.dry_run import compose_config
-from recipe_srft.verl_checks import REFUSED, unhonoured_verl_settings
+from recipe_srft.tools.dry_run import compose_config
+from recipe_srft.integration.verl_checks import REFUSED, unhonoured_verl_settings
 from test_run_scripts import PRESETS, REPO, SCRIPTS, _env, script_overrides
 
 #: (override, the key it names, text of the fix) for the settings of the "Honest configuration" issue
@@ -77,8 +77,8 @@ def test_every_row_fires_alone_and_accepts_its_honoured_values():
 
 
 def test_dry_run_reports_them(tmp_path, capsys):
-    """The dry run fails with the message of check_verl_config (recipe_srft.launch, the trainer's own check)."""
-    from recipe_srft import dry_run
+    """The dry run fails with the message of check_verl_config (recipe_srft.integration.launch, the trainer's own check)."""
+    from recipe_srft.tools import dry_run
 
     ov = script_overrides("qwen_math_1p5b.sh", tmp_path, "algorithm.rollout_correction.bypass_mode=true",
                           "actor_rollout_ref.actor.use_kl_loss=true")

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from recipe_srft.watchdog import PhaseWatchdog, format_ray_diagnosis, ray_diagnosis
+from recipe_srft.integration.watchdog import PhaseWatchdog, format_ray_diagnosis, ray_diagnosis
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_default_on_timeout_ends_the_process():
     import subprocess
     import sys
 
-    code = ("import time; from recipe_srft.watchdog import PhaseWatchdog\n"
+    code = ("import time; from recipe_srft.integration.watchdog import PhaseWatchdog\n"
             "dog = PhaseWatchdog(poll_s=0.02).start()\n"
             "with dog.phase('setup', 0.2):\n    time.sleep(30)\n")
     start = time.monotonic()

@@ -10,6 +10,7 @@ a path entry in a ``.pth`` file: such an entry adds that ``site-packages`` to ``
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -24,9 +25,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    """Built from a copy of the files git would commit (tracked and not ignored): setuptools' ``build/`` in the
+    working tree can hold modules that no longer exist, and they would end up in the wheel."""
     out = tmp_path_factory.mktemp("wheel")
+    src = tmp_path_factory.mktemp("src")
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=str(REPO), capture_output=True,
+                            text=True, check=True).stdout.splitlines()
+    for rel in listed:
+        if (REPO / rel).is_file():
+            (src / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, src / rel)
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                            "-w", str(out), str(REPO)], capture_output=True, text=True, timeout=600,
+                            "-w", str(out), str(src)], capture_output=True, text=True, timeout=600,
                            cwd=str(out))
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     (path,) = out.glob("recipe_srft-*.whl")
@@ -43,6 +53,10 @@ def test_wheel_contains_every_config_file_and_package(wheel):
         if "__pycache__" not in rel:
             assert rel in names, rel
     assert any(n.endswith("entry_points.txt") for n in names)
+    modules = {n for n in names if n.endswith(".py")}
+    in_tree = {str(p.relative_to(REPO)) for d in ("recipe_srft", "data_prep") for p in (REPO / d).rglob("*.py")
+               if "__pycache__" not in p.parts}
+    assert modules == in_tree, (sorted(modules - in_tree), sorted(in_tree - modules))  # nothing stale, nothing lost
 
 
 @pytest.mark.ray

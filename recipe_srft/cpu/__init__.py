@@ -13,7 +13,7 @@ All CPU settings (environment and hydra overrides) live in :mod:`recipe_srft.cpu
 
 import os
 
-from ..quiet import quiet_verl_imports
+from ..tools.quiet import quiet_verl_imports
 
 quiet_verl_imports()  # before verl is imported here (SRFT_VERL_WARNINGS=1 shows its import warnings)
 

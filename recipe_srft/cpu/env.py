@@ -30,8 +30,8 @@ CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 
 def apply_cpu_env(environ: dict | None = None) -> dict:
     """Sets CPU_ENV in ``environ`` (default ``os.environ``) and returns it, with verl's optional-engine import
-    warnings filtered (``recipe_srft.quiet``; ``SRFT_VERL_WARNINGS=1`` keeps them)."""
-    from ..quiet import quiet_verl_imports
+    warnings filtered (``recipe_srft.tools.quiet``; ``SRFT_VERL_WARNINGS=1`` keeps them)."""
+    from ..tools.quiet import quiet_verl_imports
 
     environ = os.environ if environ is None else environ
     environ.update(CPU_ENV)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from .env import CONFIG_DIR, apply_cpu_env
-from ..watchdog import REPORT_PREFIX
+from ..integration.watchdog import REPORT_PREFIX
 
 
 def smoke_overrides(model: str, train_files: str, val_files: str, out_dir: str, steps: int = 2,
@@ -78,7 +78,7 @@ class TrainerTimeout(RuntimeError):
 PHASES = (
     (r"ray init kwargs", "ray.init called"),  # verl/trainer/main_ppo.py run_ppo, just before ray.init
     (r"Started a local Ray instance|Connected to Ray cluster", "Ray started"),  # ray/_private/worker.py
-    (r"SRFT configuration:", "SRFT trainer constructed"),  # recipe_srft/trainer.py (absent for stock GRPO)
+    (r"SRFT configuration:", "SRFT trainer constructed"),  # recipe_srft/integration/trainer.py (absent for stock GRPO)
     (r"dataset len", "datasets loaded"),  # verl/utils/dataset/rl_dataset.py
     # trainer_base._setup logs it once RayWorkerGroup got its placement groups (ray.get(pg.ready())) and
     # spawned the FSDP workers; a pool that does not fit the cluster's resources stops before it
@@ -91,7 +91,7 @@ PHASES = (
 #: verl's console logger line "step:N - key:value - ..." (verl/utils/logger/aggregate_logger.py); the
 #: leading space/line start keeps "global_step:" and metric names out.
 STEP_RE = re.compile(r"(?:^|\s)step:(\d+) - ")
-#: recipe_srft.watchdog's report prefix; its lines are quoted verbatim in a timeout message.
+#: recipe_srft.integration.watchdog's report prefix; its lines are quoted verbatim in a timeout message.
 WATCHDOG_MARKER = REPORT_PREFIX
 _PHASE_RES = [(re.compile(pattern), label) for pattern, label in PHASES]
 

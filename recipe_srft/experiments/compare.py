@@ -6,7 +6,7 @@ Each preset trains SmolLM2-135M-Instruct for the same number of steps on the sam
 per prompt: ``grpo`` simply gets no demonstration) through verl's real trainer on the CPU runtime, then
 is evaluated greedily on the same held-out problems. Writes ``OUT/results.md`` (accuracy, paired
 difference to the base model with its 95% CI, mean entropy and reward over training) and
-``OUT/figure.png`` (reward, response length, entropy, SRFT weights per step; :mod:`recipe_srft.plot`).
+``OUT/figure.png`` (reward, response length, entropy, SRFT weights per step; :mod:`recipe_srft.tools.plot`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import statistics
 import time
 from pathlib import Path
 
-from ..console_metrics import read_console_metrics
+from ..tools.console_metrics import read_console_metrics
 from .demo import REPO, _log, evaluate, paired_difference, train_overrides
 from .demo_task import write_demo_task
 from ..cpu.smoke import run_trainer
@@ -63,7 +63,7 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
 
-    from ..plot import load_run, plot_runs
+    from ..tools.plot import load_run, plot_runs
     from .smollm2 import ensure_smollm2
 
     model = ensure_smollm2(args.cache)

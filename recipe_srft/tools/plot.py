@@ -1,6 +1,6 @@
 """Training curves of one or more runs in one PNG (the paper's Figure 6 in miniature).
 
-    python -m recipe_srft.plot RUN_DIR [RUN_DIR ...] [--labels A,B] [--out FIG.png]
+    python -m recipe_srft.tools.plot RUN_DIR [RUN_DIR ...] [--labels A,B] [--out FIG.png]
                                [--metrics KEY [KEY ...]] [--csv OUT.csv]
 
 Each RUN_DIR is a run's output directory (or a single metrics file). Its per-step metrics are
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from recipe_srft.console_metrics import read_console_metrics
+from recipe_srft.tools.console_metrics import read_console_metrics
 
 __all__ = [
     "DEFAULT_PANELS",
@@ -440,7 +440,7 @@ def plot_runs(runs: list[RunMetrics], out, panels=None, title: str | None = None
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m recipe_srft.plot", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m recipe_srft.tools.plot", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (or single metrics files)")
     p.add_argument("--labels", help="comma-separated legend labels, one per RUN_DIR (default: directory names)")

@@ -1,4 +1,4 @@
-"""One launch path: what the SRFT trainer and the dry run (``recipe_srft.dry_run``) do to a composed verl config
+"""One launch path: what the SRFT trainer and the dry run (``recipe_srft.tools.dry_run``) do to a composed verl config
 before verl sees it, so that a cluster job fails at start-up exactly where ``DRY_RUN=1`` would.
 
 * :func:`srft_config_from`: the ``srft:`` section resolved (presets, conflicts);
@@ -17,7 +17,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from .srft_config import SRFTConfig, resolve_srft_config
+from ..srft_config import SRFTConfig, resolve_srft_config
 from .verl_checks import preset_verl_conflicts, unhonoured_verl_settings
 
 #: Top-level key where :func:`apply_srft_group` records the user's n (not a user key: it marks the config as

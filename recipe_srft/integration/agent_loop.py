@@ -19,8 +19,8 @@ from typing import Any
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput, register
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
-from . import contract as C
-from .demos import extract_demos, tokenize_demo
+from .. import contract as C
+from ..demos import extract_demos, tokenize_demo
 
 
 @register(C.AGENT_NAME)

@@ -1,7 +1,7 @@
 """The SFT baseline (``PRESET=sft``): verl 0.9.1's own engine-based SFT trainer, composed and validated without a GPU.
 
-    python -m recipe_srft.sft_stage dry-run [hydra overrides ...]       # what DRY_RUN=1 PRESET=sft runs
-    python -m recipe_srft.sft_stage resume-guard [hydra overrides ...]  # run before every (re)start (see below)
+    python -m recipe_srft.integration.sft_stage dry-run [hydra overrides ...]       # what DRY_RUN=1 PRESET=sft runs
+    python -m recipe_srft.integration.sft_stage resume-guard [hydra overrides ...]  # run before every (re)start (see below)
 
 ``run_scripts/_common.sh`` builds the overrides (LUFFY's SFT settings, cited there) and, without ``DRY_RUN``, runs
 ``torchrun ... -m verl.trainer.sft_trainer <overrides>``: verl's trainer, its hydra config
@@ -70,7 +70,7 @@ def compose_sft_config(overrides: list[str]):
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .dry_run import DryRunError
+    from ..tools.dry_run import DryRunError
 
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
@@ -231,7 +231,7 @@ def sft_batch_checks(config) -> tuple[list[str], list[str], dict[str, Any]]:
                 step % spe == 0 for step in range(save_freq, total, save_freq)):
             warnings.append(f"trainer.save_freq={save_freq} saves on an epoch boundary ({spe} steps per epoch): "
                             "resuming from such a checkpoint skips an epoch in verl 0.9.1 (#7401); the run "
-                            "script's resume guard (python -m recipe_srft.sft_stage resume-guard) handles it")
+                            "script's resume guard (python -m recipe_srft.integration.sft_stage resume-guard) handles it")
     else:
         summary.update(steps_per_epoch=None, total_training_steps=trainer.get("total_training_steps"))
     summary["missing_files"] = missing
@@ -243,7 +243,7 @@ def _instantiate(config, problems: list[str]) -> list[str]:
     from verl.utils.config import omega_conf_to_dataclass
     from verl.workers.config import HFModelConfig
 
-    from .dry_run import DeviceRequired, _field_type_errors, _is_device_error, _short, _typecheck
+    from ..tools.dry_run import DeviceRequired, _field_type_errors, _is_device_error, _short, _typecheck
 
     built = []
     try:
@@ -273,11 +273,11 @@ def _instantiate(config, problems: list[str]) -> list[str]:
 
 
 def dry_run_sft(overrides: list[str]) -> dict:
-    """Every check on the SFT config of ``overrides``; the summary, or :class:`~recipe_srft.dry_run.DryRunError`."""
+    """Every check on the SFT config of ``overrides``; the summary, or :class:`~recipe_srft.tools.dry_run.DryRunError`."""
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from .dry_run import DeviceRequired, DryRunError
+    from ..tools.dry_run import DeviceRequired, DryRunError
 
     overrides = list(overrides)
     config = compose_sft_config(overrides)
@@ -409,7 +409,7 @@ def resume_guard(overrides: list[str]) -> Optional[str]:
 
 # ---------------------------------------------------------------------------------------------- CLI
 def main(argv: Optional[list[str]] = None) -> int:
-    from .dry_run import DryRunError
+    from ..tools.dry_run import DryRunError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in ("dry-run", "resume-guard"):

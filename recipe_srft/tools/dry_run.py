@@ -1,6 +1,6 @@
 """Dry run of an SRFT launch: compose, resolve and validate the full verl config, no GPU, no Ray, no files.
 
-    python -m recipe_srft.dry_run [--config-dir DIR] [--config-name NAME] [hydra overrides ...]
+    python -m recipe_srft.tools.dry_run [--config-dir DIR] [--config-name NAME] [hydra overrides ...]
 
 ``run_scripts/*.sh`` call this with ``DRY_RUN=1`` and the overrides they would pass to
 ``python -m recipe_srft.main_srft``. Exit status 0 when every check passes (a summary is printed),
@@ -42,7 +42,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-CONFIG_DIR = Path(__file__).resolve().parent / "config"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config"
 CONFIG_NAME = "srft_trainer"
 
 #: Keys under these prefixes are free-form maps: adding entries with ``+`` is expected.
@@ -341,8 +341,8 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
     from verl.utils.config import validate_config
 
-    from .launch import apply_srft_group, batch_checks, check_verl_config, srft_config_from
-    from .srft_config import describe
+    from ..integration.launch import apply_srft_group, batch_checks, check_verl_config, srft_config_from
+    from ..srft_config import describe
 
     problems: list[str] = []
     notes: list[str] = []
@@ -493,7 +493,7 @@ def format_summary(summary: dict) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="python -m recipe_srft.dry_run", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m recipe_srft.tools.dry_run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-dir", default=str(CONFIG_DIR))
     parser.add_argument("--config-name", default=CONFIG_NAME)

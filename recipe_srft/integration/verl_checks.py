@@ -93,7 +93,7 @@ def unhonoured_verl_settings(config) -> list[str]:
 
 def preset_verl_conflicts(config, preset: str) -> list[str]:
     """One message per verl key that contradicts what ``srft.preset`` reproduces (``srft_config.PRESET_VERL``)."""
-    from .srft_config import LUFFY_MICRO_ROWS_PER_GPU, PRESET_VERL
+    from ..srft_config import LUFFY_MICRO_ROWS_PER_GPU, PRESET_VERL
 
     rules = PRESET_VERL.get(preset, {})
     problems = []

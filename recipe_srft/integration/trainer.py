@@ -43,13 +43,13 @@ from verl.utils.seqlen_balancing import log_seqlen_unbalance
 from verl.workers.utils.padding import response_to_nested
 
 from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
-from . import contract as C
-from .advantage import grpo_advantage_with_demos
-from .demos import count_demos
-from .losses import srft_loss_fn
-from .minibatch import minibatch_ids, whole_group_order
+from .. import contract as C
+from ..advantage import grpo_advantage_with_demos
+from ..demos import count_demos
+from ..losses import srft_loss_fn
+from ..minibatch import minibatch_ids, whole_group_order
 from .launch import apply_srft_group, check_verl_config, srft_config_from  # noqa: F401  (re-exported)
-from .srft_config import describe
+from ..srft_config import describe
 from .watchdog import PhaseWatchdog
 
 logger = logging.getLogger(__name__)
