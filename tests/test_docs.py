@@ -287,3 +287,17 @@ def test_readme_first_screen_holds_the_ci_test_command_verbatim():
 def test_readme_stays_short():
     n = len(_read(README).splitlines())
     assert n <= 150, f"README.md has {n} lines; move details into docs/ (see its Documentation section)"
+
+
+def test_preset_column_names_exactly_the_keys_a_preset_locks():
+    """The visible rule of docs/config.md: "yes" in the preset column = the key is set by every preset
+    (srft_config.PRESET_KEYS: an explicit contradicting value fails); a blank = free under every preset."""
+    from recipe_srft.srft_config import PRESET_KEYS
+
+    section = _section(_read(CONFIG_MD), SRFT_SECTION)
+    locked = set()
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0].startswith("`") and cells[2] == "yes":
+            locked.add(cells[0].strip("`"))
+    assert locked == set(PRESET_KEYS), (sorted(locked - set(PRESET_KEYS)), sorted(set(PRESET_KEYS) - locked))
