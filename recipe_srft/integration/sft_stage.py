@@ -65,26 +65,13 @@ def sft_config_dir() -> Path:
 # ---------------------------------------------------------------------------------------------- compose
 def compose_sft_config(overrides: list[str]):
     """The config ``python -m verl.trainer.sft_trainer <overrides>`` would get (not resolved)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from ..tools.dry_run import compose_config
 
-    from ..tools.dry_run import DryRunError
-
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(sft_config_dir()), version_base=None):
-            return compose(config_name=SFT_CONFIG_NAME, overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
-        message = str(exc).strip()
-        hint = ""
-        if "not in struct" in message or "Could not override" in message or "Key '" in message:
-            hint = ("\nThis key does not exist in verl 0.9.1's SFT trainer config (the RL keys such as "
-                    "actor_rollout_ref.* do not apply to PRESET=sft). Look up the name in "
-                    "verl/trainer/config/sft_trainer_engine.yaml and its model/engine/optim/profiler defaults.")
-        raise DryRunError(f"SFT config composition failed: {message}{hint}") from exc
+    return compose_config(
+        overrides, sft_config_dir(), SFT_CONFIG_NAME, what="SFT config",
+        unknown_key_hint=("\nThis key does not exist in verl 0.9.1's SFT trainer config (the RL keys such as "
+                          "actor_rollout_ref.* do not apply to PRESET=sft). Look up the name in "
+                          "verl/trainer/config/sft_trainer_engine.yaml and its model/engine/optim/profiler defaults."))
 
 
 # ---------------------------------------------------------------------------------------------- checks

@@ -84,8 +84,15 @@ def _is_device_error(exc: BaseException) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- compose
-def compose_config(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_name: str = CONFIG_NAME):
-    """The full config ``python -m recipe_srft.main_srft <overrides>`` would get (not resolved)."""
+_UNKNOWN_KEY_HINT = ("\nThis key does not exist in verl 0.9.1's config (renamed, misspelt or from another "
+                     "verl version). Do not add a '+' to force it: verl would ignore it silently. Look up the "
+                     "current name in verl/trainer/config/_generated_ppo_trainer.yaml.")
+
+
+def compose_config(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_name: str = CONFIG_NAME, *,
+                   what: str = "config", unknown_key_hint: str = _UNKNOWN_KEY_HINT):
+    """The full config ``python -m recipe_srft.main_srft <overrides>`` would get (not resolved); with another
+    ``config_dir``/``config_name``, that app's config (``what`` and ``unknown_key_hint`` word its errors)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -100,10 +107,8 @@ def compose_config(overrides: list[str], config_dir: Path | str = CONFIG_DIR, co
         message = str(exc).strip()
         hint = ""
         if "not in struct" in message or "Could not override" in message or "Key '" in message:
-            hint = ("\nThis key does not exist in verl 0.9.1's config (renamed, misspelt or from another "
-                    "verl version). Do not add a '+' to force it: verl would ignore it silently. Look up the "
-                    "current name in verl/trainer/config/_generated_ppo_trainer.yaml.")
-        raise DryRunError(f"config composition failed: {message}{hint}") from exc
+            hint = unknown_key_hint
+        raise DryRunError(f"{what} composition failed: {message}{hint}") from exc
 
 
 def _added_key_warnings(overrides: list[str]) -> list[str]:
