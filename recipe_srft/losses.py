@@ -231,34 +231,6 @@ def _per_sample(x: torch.Tensor, batch_size: int, name: str) -> torch.Tensor:
     return x.reshape(batch_size)
 
 
-def _safe_agg(loss_mat, mask, loss_agg_mode, info, num_tokens=None, num_seqs=None) -> torch.Tensor:
-    """verl's `agg_loss` with denominators that are never 0 (an empty selection aggregates to exactly 0).
-
-    `num_tokens` / `num_seqs` (global counts over the optimizer mini-batch) replace verl's `batch_num_tokens` /
-    `global_batch_size` when `mask` selects a subset of the response tokens.
-    """
-    dp_size = info["dp_size"]
-    batch_num_tokens = info["batch_num_tokens"] if num_tokens is None else num_tokens
-    global_batch_size = info["global_batch_size"] if num_seqs is None else num_seqs
-    if batch_num_tokens is not None:
-        batch_num_tokens = max(batch_num_tokens, 1)
-    elif dp_size == 1 and loss_agg_mode == "token-mean":
-        batch_num_tokens = mask.sum().clamp(min=1)
-    if global_batch_size is not None:
-        global_batch_size = max(global_batch_size, 1)
-    elif dp_size == 1 and loss_agg_mode.startswith("seq-mean"):
-        global_batch_size = (mask.sum(dim=-1) > 0).sum().clamp(min=1)
-    return agg_loss(
-        loss_mat=loss_mat,
-        loss_mask=mask,
-        loss_agg_mode=loss_agg_mode,
-        dp_size=dp_size,
-        batch_num_tokens=batch_num_tokens,
-        global_batch_size=global_batch_size,
-        loss_scale_factor=info["loss_scale_factor"],
-    )
-
-
 def _stats(prefix: str, values: torch.Tensor, mask: torch.Tensor, metrics: dict) -> None:
     if mask.any():
         selected = values[mask].detach().float()
@@ -339,16 +311,25 @@ class _SurrogateConfig:
         return getattr(self, key, default)
 
 
-def _rl_denominators(rl_mask, loss_agg_mode, info, rl_num_tokens, rl_num_seqs) -> dict:
-    """Explicit ``agg_loss`` keywords for the RL terms: the global counts when given (``rl_num_*``; verl's batch
-    counts when every row carries an RL term), else this batch's RL tokens / non-empty RL rows; never 0."""
-    num_tokens = info["batch_num_tokens"] if rl_num_tokens is None else rl_num_tokens
-    num_seqs = info["global_batch_size"] if rl_num_seqs is None else rl_num_seqs
-    if num_tokens is None:
-        num_tokens = int(rl_mask.sum())
-    if num_seqs is None:
-        num_seqs = int((rl_mask.sum(dim=-1) > 0).sum())
-    return dict(dp_size=info["dp_size"], batch_num_tokens=max(num_tokens, 1), global_batch_size=max(num_seqs, 1),
+def _denominators(mask, loss_agg_mode, info, num_tokens=None, num_seqs=None) -> dict:
+    """``agg_loss`` keywords whose denominators are never 0 (an empty selection aggregates to exactly 0).
+
+    ``num_tokens`` / ``num_seqs`` (global counts over the optimizer mini-batch, e.g. of the tokens that carry an
+    RL term) replace verl's ``batch_num_tokens`` / ``global_batch_size``. Without either, a single rank counts
+    ``mask`` itself; with ``dp_size > 1`` the count stays missing and ``agg_loss`` refuses to guess it.
+    """
+    dp_size = info["dp_size"]
+    tokens = info["batch_num_tokens"] if num_tokens is None else num_tokens
+    seqs = info["global_batch_size"] if num_seqs is None else num_seqs
+    if tokens is not None:
+        tokens = max(tokens, 1)
+    elif dp_size == 1 and loss_agg_mode == "token-mean":
+        tokens = max(int(mask.sum()), 1)
+    if seqs is not None:
+        seqs = max(seqs, 1)
+    elif dp_size == 1 and loss_agg_mode.startswith("seq-mean"):
+        seqs = max(int((mask.sum(dim=-1) > 0).sum()), 1)
+    return dict(dp_size=dp_size, batch_num_tokens=tokens, global_batch_size=seqs,
                 loss_scale_factor=info["loss_scale_factor"])
 
 
@@ -473,7 +454,7 @@ def compute_srft_loss(
 
     # ---- L_rl = (b) + (c), aggregated with loss_agg_mode over the tokens that carry an RL term; both parts
     # share the same (global) denominators, so their sum is one aggregation over the whole RL mask ----
-    agg_info = _rl_denominators(rl_mask, loss_agg_mode, info, rl_num_tokens, rl_num_seqs)
+    agg_info = _denominators(rl_mask, loss_agg_mode, info, rl_num_tokens, rl_num_seqs)
     off_mask = rl_mask & demo_rows[:, None]
     on_rl_mask = rl_mask & ~demo_rows[:, None]
 
@@ -512,7 +493,7 @@ def compute_srft_loss(
     rl_loss = offpolicy_loss + onpolicy_loss
 
     # ---- Eq. 13: entropy bonus, token-mean over all response tokens ----
-    entropy_loss = _safe_agg(ent, mask, "token-mean", info)
+    entropy_loss = _agg(ent, mask, "token-mean", _denominators(mask, "token-mean", info))
     loss = rl_loss + sft_loss
     if cfg.entropy_coeff != 0:
         loss = loss - cfg.entropy_coeff * entropy_loss
