@@ -971,3 +971,12 @@ def test_onpolicy_ratio_term_is_verls_vanilla_surrogate_bit_for_bit(mode):
         loss_agg_mode=mode, config=actor, rollout_is_weights=weights)
     assert metrics["srft/onpolicy_pg_loss"] == expected.item()
     assert metrics["srft/pg_clipfrac"] == verl_metrics["actor/pg_clipfrac"]
+
+
+@pytest.mark.parametrize("mode, missing", [("token-mean", "batch_num_tokens"),
+                                           ("seq-mean-token-mean", "global_batch_size")])
+def test_two_ranks_without_global_counts_are_refused_not_guessed(mode, missing):
+    """With dp_size > 1 a micro-batch cannot know the mini-batch's counts: verl's agg_loss refuses."""
+    batch = make_batch(seed=1)
+    with pytest.raises(ValueError, match=missing):
+        run_module(batch, SRFTLossConfig(), mode, dict(dp_size=2, demo_num_tokens=30))
