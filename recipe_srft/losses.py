@@ -279,6 +279,12 @@ def offpolicy_token_loss(prob: torch.Tensor, adv: torch.Tensor, shaping: str, ga
     return -adv * (prob / (prob + gamma) if shaping == "luffy" else prob)
 
 
+def rows_with_rl_term(is_demo: torch.Tensor, cfg: SRFTLossConfig) -> torch.Tensor:
+    """``[B]`` bool: the rows whose tokens carry an RL term (demonstrations if ``demo_rl``, rollouts if
+    ``rollout_rl``); their tokens and rows alone are the denominators of L_rl."""
+    return (is_demo & cfg.demo_rl) | (~is_demo & cfg.rollout_rl)
+
+
 def positives(adv, rewards, on_mask, positive_by: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(positive, negative) rollout tokens: ``A > 0`` / ``A < 0`` (``"advantage"``) or ``r > 0.5`` / not
     (``"reward"``, Eq. 12); a rollout with ``A == 0`` is neither under ``"advantage"``."""
@@ -405,7 +411,7 @@ def compute_srft_loss(
     demo_rows = _per_sample(is_demo, batch_size, "is_demo").bool()
     demo_mask = mask & demo_rows[:, None]
     on_mask = mask & ~demo_rows[:, None]
-    rl_rows = (demo_rows & cfg.demo_rl) | (~demo_rows & cfg.rollout_rl)
+    rl_rows = rows_with_rl_term(demo_rows, cfg)
     rl_mask = mask & rl_rows[:, None]
     rl_num_tokens, rl_num_seqs = info["rl_num_tokens"], info["rl_num_seqs"]
     if not (cfg.demo_rl and cfg.rollout_rl) and (dp_size > 1 or info["batch_num_tokens"] is not None

@@ -46,7 +46,7 @@ from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
 from .. import contract as C
 from ..advantage import grpo_advantage_with_demos
 from ..demos import count_demos
-from ..losses import srft_loss_fn
+from ..losses import rows_with_rl_term, srft_loss_fn
 from ..minibatch import minibatch_ids, whole_group_order
 from .launch import apply_srft_group, check_verl_config, srft_config_from  # noqa: F401  (re-exported)
 from ..srft_config import describe
@@ -215,8 +215,7 @@ class SRFTTrainer(PPOTrainerSync):
         entropy_sum = (padded["entropy"].float() * mask).sum(-1)
         valid = ~_padding_mask(batch)
         # rows whose tokens carry an RL term: their tokens and rows are the denominators of L_rl
-        carries_rl = (is_demo & self.srft.loss.demo_rl) | (~is_demo & self.srft.loss.rollout_rl)
-        rl_tokens = tokens * carries_rl
+        rl_tokens = tokens * rows_with_rl_term(is_demo, self.srft.loss)
         per_sample_demo = torch.zeros(len(batch))
         per_sample_entropy = torch.zeros(len(batch))
         per_sample_rl_tokens = torch.zeros(len(batch))
