@@ -93,7 +93,7 @@ def unhonoured_verl_settings(config) -> list[str]:
 
 def preset_verl_conflicts(config, preset: str) -> list[str]:
     """One message per verl key that contradicts what ``srft.preset`` reproduces (``srft_config.PRESET_VERL``)."""
-    from ..srft_config import LUFFY_MICRO_ROWS_PER_GPU, PRESET_VERL
+    from ..srft_config import PRESET_VERL, preset_verl_overrides
 
     rules = PRESET_VERL.get(preset, {})
     problems = []
@@ -102,13 +102,12 @@ def preset_verl_conflicts(config, preset: str) -> list[str]:
         if (want is None and value is None) or (want is not None and value != want):
             need = "a value" if want is None else _show(want)
             problems.append(f"{key}={_show(value)} contradicts srft.preset={preset}, which needs {need} ({why})")
-    if problems and preset == "luffy":
+    if problems:
+        # the fix is the overrides the CPU scripts add for this preset (run_scripts/ write the same in bash)
         response_length = OmegaConf.select(config, "data.max_response_length", default=None) or 8192
         problems.append(
-            "fix: add actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm "
-            f"actor_rollout_ref.actor.loss_scale_factor={max(1, int(response_length) // LUFFY_MICRO_ROWS_PER_GPU)} "
-            f"(= data.max_response_length / {LUFFY_MICRO_ROWS_PER_GPU}; PRESET=luffy in run_scripts/ sets both), "
-            "or use srft.preset=custom with the switches you want"
+            "fix: add " + " ".join(preset_verl_overrides(preset, int(response_length)))
+            + f" (PRESET={preset} in run_scripts/ sets them), or use srft.preset=custom with the switches you want"
         )
     return problems
 
