@@ -18,7 +18,7 @@ import textwrap
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -405,6 +405,43 @@ class Report:
         return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- conversion loop
+
+
+T = TypeVar("T")
+
+
+def convert_sources(
+    sources: Iterable[SourceRow],
+    convert: Callable[[Record], T],
+    report: Report,
+    *,
+    limit: int | None,
+    on_error: str,
+) -> Iterator[tuple[SourceRow, T]]:
+    """``(source, convert(source.record))`` for each input row that converts, applying the shared policy.
+
+    Stops after ``limit`` rows (``None``: all), counts every row read in ``report.read`` and, for an
+    unreadable row or a :class:`DataPrepError` raised by ``convert``, re-raises it (``on_error="fail"``)
+    or counts it with :meth:`Report.skip` and moves on (``"skip"``).  Counting written rows is the
+    caller's: one input row may give any number of output rows.
+    """
+    for source in sources:
+        if limit is not None and report.read >= limit:
+            break
+        report.read += 1
+        try:
+            if source.error is not None:
+                raise source.error
+            result = convert(source.record)
+        except DataPrepError as error:
+            if on_error == "fail":
+                raise
+            report.skip(error)
+            continue
+        yield source, result
+
+
 # --------------------------------------------------------------------------- CLI skeleton
 
 
@@ -558,19 +595,9 @@ class Converter:
         sources = iter_rows(options.input)  # raises for a missing or unreadable file before any output
         sink = ParquetSink(options.output, training=self.training)
         try:
-            for source in sources:
-                if options.limit is not None and report.read >= options.limit:
-                    break
-                report.read += 1
-                try:
-                    if source.error is not None:
-                        raise source.error
-                    row = self._resolve(source.record, self.convert(source.record))
-                except DataPrepError as error:
-                    if options.on_error == "fail":
-                        raise
-                    report.skip(error)
-                    continue
+            rows = convert_sources(sources, lambda record: self._resolve(record, self.convert(record)), report,
+                                   limit=options.limit, on_error=options.on_error)
+            for _, row in rows:
                 sink.add(row)
                 report.add(row)
                 self._check_think(row)

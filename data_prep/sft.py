@@ -61,6 +61,7 @@ from data_prep.common import (
     Record,
     Report,
     _temporary_path,
+    convert_sources,
     iter_rows,
     non_negative_int,
     parse_chat,
@@ -343,20 +344,11 @@ def run(argv: list[str] | None = None) -> Report:
     think = Counter()
     closings = Counter()
     more_demos = 0
-    for source in sources:
-        if options.limit is not None and report.read >= options.limit:
-            break
-        report.read += 1
-        try:
-            if source.error is not None:
-                raise source.error
-            new, closing = convert_record(source.record, tokenizer, fields=fields,
-                                          demos_per_prompt=options.demos_per_prompt)
-        except DataPrepError as error:
-            if options.on_error == "fail":
-                raise
-            report.skip(error)
-            continue
+    converted = convert_sources(
+        sources,
+        lambda record: convert_record(record, tokenizer, fields=fields, demos_per_prompt=options.demos_per_prompt),
+        report, limit=options.limit, on_error=options.on_error)
+    for source, (new, closing) in converted:
         demos = extract_demos(source.record.data, fields)
         more_demos += len(demos) > options.demos_per_prompt
         for k, row in enumerate(new):

@@ -16,7 +16,10 @@
 #                         1 demonstration). no_demo_sft / no_demo_rl: Table 3 without the SFT term / without the RL
 #                         term on demonstrations (demos stay in the group statistics; docs/method.md).
 #                         sft: the SFT baseline with verl's own trainer (torchrun -m verl.trainer.sft_trainer), not an
-#                         srft.preset; its variables are listed under "PRESET=sft" below
+#                         srft.preset; its variables are listed under "PRESET=sft" below. sft_rl: that SFT run
+#                         (CKPT_DIR/stage1_sft), then the grpo run from its final HF model (CKPT_DIR/stage2_grpo);
+#                         a rerun resumes whichever stage was interrupted; arguments stage1.<key>=<v> go to stage 1
+#                         (docs/config.md#sft-rl-two-stages)
 #   NNODES, GPUS_PER_NODE cluster size (-> trainer.nnodes, trainer.n_gpus_per_node); NNODES>1 joins the running
 #                         Ray cluster (+ray_kwargs.ray_init.address=auto, see the multi-node notes below)
 #   ROLLOUT_TP            vLLM tensor parallel size;  GPU_MEMORY_UTILIZATION: vLLM's share of GPU memory
@@ -65,7 +68,7 @@
 
 SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl no_demo_sft no_demo_rl sft_only custom"
 # presets of the run scripts that are other trainers, not srft.preset values
-SRFT_STAGE_PRESETS="sft"
+SRFT_STAGE_PRESETS="sft sft_rl"
 
 _srft_die() { echo "$(basename "${0}"): $*" >&2; exit 2; }
 
@@ -147,6 +150,11 @@ srft_launch() {
 
     if [ "${PRESET}" = sft ]; then
         _srft_launch_sft "$@"
+    fi
+    if [ "${PRESET}" = sft_rl ]; then
+        # stage 1 (SFT) runs or is found finished here; stage 2 is the grpo run below, from stage 1's model
+        _srft_sft_rl_stage1 "$@"
+        set -- "${SRFT_STAGE2_ARGS[@]+"${SRFT_STAGE2_ARGS[@]}"}"
     fi
 
     local reward_py="${SRFT_ROOT}/recipe_srft/reward.py"
@@ -241,8 +249,9 @@ srft_launch() {
     exec "${PYTHON}" -m recipe_srft.main_srft "${OVERRIDES[@]}"
 }
 
-# PRESET=sft: verl's engine-based SFT trainer with LUFFY's SFT settings (see the header); execs or exits.
-_srft_launch_sft() {
+# verl's engine-based SFT trainer with LUFFY's SFT settings (see the header): sets SFT_OVERRIDES (extra arguments
+# appended) and SFT_TORCHRUN.
+_srft_sft_config() {
     local v
     : "${SFT_TRAIN_FILE:=${TRAIN_FILE%.parquet}.sft.parquet}"
     : "${SFT_BATCH_SIZE:=64}"
@@ -311,34 +320,98 @@ _srft_launch_sft() {
         rendezvous=(--node_rank="${NODE_RANK}" --master_addr="${MASTER_ADDR}" --master_port="${MASTER_PORT}")
     fi
     # torchrun, from the interpreter's own torch
-    local torchrun=("${PYTHON}" -m torch.distributed.run --nnodes="${NNODES}" --nproc_per_node="${GPUS_PER_NODE}"
+    SFT_TORCHRUN=("${PYTHON}" -m torch.distributed.run --nnodes="${NNODES}" --nproc_per_node="${GPUS_PER_NODE}"
         "${rendezvous[@]}" -m verl.trainer.sft_trainer)
+}
 
+# data_prep.sft: TRAIN_FILE's demonstrations -> SFT_TRAIN_FILE, once (PREP_FORCE=1 redoes it); printed in a dry run
+_srft_sft_data() {
+    local convert=("${PYTHON}" -m data_prep.sft --input "${TRAIN_FILE}" --output "${SFT_TRAIN_FILE}"
+        --tokenizer "${MODEL_PATH}")
+    if [ ! -e "${SFT_TRAIN_FILE}" ] || [ "${PREP_FORCE:-0}" = 1 ]; then
+        if [ "${DRY_RUN:-0}" != 0 ]; then
+            echo "DRY RUN: would prepare the SFT data: ${convert[*]}"
+            return 0
+        fi
+        [ -e "${TRAIN_FILE}" ] || _srft_die "TRAIN_FILE=${TRAIN_FILE} not found: PRESET=${PRESET} converts its demonstrations into SFT_TRAIN_FILE=${SFT_TRAIN_FILE} (set RAW_TRAIN_FILE=<openr1.parquet> to convert the raw file first)"
+        echo "data: ${convert[*]}"
+        "${convert[@]}" || _srft_die "data_prep.sft failed"
+    elif [ "${DRY_RUN:-0}" = 0 ]; then
+        echo "data: ${SFT_TRAIN_FILE} exists, not re-converting (PREP_FORCE=1 to redo)"
+    fi
+}
+
+# PRESET=sft: the SFT baseline; execs or exits.
+_srft_launch_sft() {
+    _srft_sft_config "$@"
     if [ "${DRY_RUN:-0}" = overrides ]; then
         printf '%s\0' "${SFT_OVERRIDES[@]}"
         exit 0
     fi
-
     _srft_prepare_data
-    local convert=("${PYTHON}" -m data_prep.sft --input "${TRAIN_FILE}" --output "${SFT_TRAIN_FILE}"
-        --tokenizer "${MODEL_PATH}")
+    _srft_sft_data
     if [ "${DRY_RUN:-0}" != 0 ]; then
-        if [ ! -e "${SFT_TRAIN_FILE}" ] || [ "${PREP_FORCE:-0}" = 1 ]; then
-            echo "DRY RUN: would prepare the SFT data: ${convert[*]}"
-        fi
-        echo "DRY RUN: would run: ${torchrun[*]} ${SFT_OVERRIDES[*]}"
+        echo "DRY RUN: would run: ${SFT_TORCHRUN[*]} ${SFT_OVERRIDES[*]}"
         exec "${PYTHON}" -m recipe_srft.integration.sft_stage dry-run "${SFT_OVERRIDES[@]}"
-    fi
-
-    if [ ! -e "${SFT_TRAIN_FILE}" ] || [ "${PREP_FORCE:-0}" = 1 ]; then
-        [ -e "${TRAIN_FILE}" ] || _srft_die "TRAIN_FILE=${TRAIN_FILE} not found: PRESET=sft converts its demonstrations into SFT_TRAIN_FILE=${SFT_TRAIN_FILE} (set RAW_TRAIN_FILE=<openr1.parquet> to convert the raw file first)"
-        echo "data: ${convert[*]}"
-        "${convert[@]}" || _srft_die "data_prep.sft failed"
-    else
-        echo "data: ${SFT_TRAIN_FILE} exists, not re-converting (PREP_FORCE=1 to redo)"
     fi
     mkdir -p "${CKPT_DIR}"
     "${PYTHON}" -m recipe_srft.integration.sft_stage resume-guard "${SFT_OVERRIDES[@]}" || _srft_die "resume guard failed"
-    echo "run: ${torchrun[*]} ${SFT_OVERRIDES[*]}"
-    exec "${torchrun[@]}" "${SFT_OVERRIDES[@]}"
+    echo "run: ${SFT_TORCHRUN[*]} ${SFT_OVERRIDES[*]}"
+    exec "${SFT_TORCHRUN[@]}" "${SFT_OVERRIDES[@]}"
+}
+
+# PRESET=sft_rl, stage 1: the SFT baseline into CKPT_DIR/stage1_sft, unless its final model is already there; then
+# sets what stage 2 (GRPO from that model, into CKPT_DIR/stage2_grpo) needs: MODEL_PATH, PRESET=grpo, CKPT_DIR,
+# EXPERIMENT_NAME, TENSORBOARD_DIR and SRFT_STAGE2_ARGS (the script's arguments without the stage1.* ones).
+# A rerun resumes whichever stage was interrupted: stage 1 through verl's SFT resume (+ the resume guard), stage 2
+# through verl's RL resume (trainer.resume_mode=auto) in its own folder.
+_srft_sft_rl_stage1() {
+    local arg stage1_args=() root="${CKPT_DIR}" experiment="${EXPERIMENT_NAME}" tensorboard="${TENSORBOARD_DIR}"
+    SRFT_STAGE2_ARGS=()
+    for arg in "$@"; do
+        case "${arg}" in
+            stage1.*) stage1_args+=("${arg#stage1.}") ;;
+            *) SRFT_STAGE2_ARGS+=("${arg}") ;;
+        esac
+    done
+    CKPT_DIR="${root}/stage1_sft" EXPERIMENT_NAME="${experiment}_stage1_sft" \
+        _srft_sft_config "${stage1_args[@]+"${stage1_args[@]}"}"
+    if [ "${DRY_RUN:-0}" = overrides_stage1 ]; then
+        printf '%s\0' "${SFT_OVERRIDES[@]}"
+        exit 0
+    fi
+    local final=() stage1_model rc=0
+    final=("${PYTHON}" -m recipe_srft.integration.sft_stage final-model "${SFT_OVERRIDES[@]}")
+    if [ "${DRY_RUN:-0}" = 1 ]; then
+        _srft_prepare_data
+        _srft_sft_data
+        echo "DRY RUN: stage 1 of 2 (SFT): would run: ${SFT_TORCHRUN[*]} ${SFT_OVERRIDES[*]}"
+        "${PYTHON}" -m recipe_srft.integration.sft_stage dry-run "${SFT_OVERRIDES[@]}" || exit $?
+        stage1_model="$("${final[@]}" 2>/dev/null)" || stage1_model="${root}/stage1_sft/global_step_N/huggingface"
+        echo "DRY RUN: stage 2 of 2 (GRPO) starts from stage 1's model: ${stage1_model}"
+    elif [ "${DRY_RUN:-0}" = 0 ]; then
+        _srft_prepare_data
+        _srft_sft_data
+        stage1_model="$("${final[@]}")" || rc=$?
+        if [ "${rc}" = 3 ]; then
+            mkdir -p "${root}/stage1_sft"
+            "${PYTHON}" -m recipe_srft.integration.sft_stage resume-guard "${SFT_OVERRIDES[@]}" || _srft_die "resume guard failed"
+            echo "stage 1 of 2 (SFT): ${SFT_TORCHRUN[*]} ${SFT_OVERRIDES[*]}"
+            "${SFT_TORCHRUN[@]}" "${SFT_OVERRIDES[@]}" || _srft_die "stage 1 (SFT) failed; rerun the same command to resume it"
+            stage1_model="$("${final[@]}")" || _srft_die "stage 1 (SFT) ended without its final model (see above)"
+        elif [ "${rc}" != 0 ]; then
+            _srft_die "cannot tell whether stage 1 (SFT) has finished (see above)"
+        else
+            echo "stage 1 of 2 (SFT) finished earlier: ${stage1_model}"
+        fi
+        echo "stage 2 of 2 (GRPO) from ${stage1_model}"
+    else
+        stage1_model="${root}/stage1_sft/global_step_N/huggingface"  # DRY_RUN=overrides: nothing is looked at
+    fi
+    MODEL_PATH="${stage1_model}"
+    PRESET=grpo
+    CKPT_DIR="${root}/stage2_grpo"
+    EXPERIMENT_NAME="${experiment}_stage2_grpo"
+    TENSORBOARD_DIR="${tensorboard}/stage2_grpo"
+    export TENSORBOARD_DIR
 }

@@ -16,6 +16,8 @@
 #   PRESET=sft bash run_scripts/qwen_math.sh                  # SFT baseline: torchrun -m verl.trainer.sft_trainer on
 #                                                             # the demonstrations (data_prep.sft), LUFFY's settings;
 #                                                             # SFT_* variables in run_scripts/_common.sh
+#   PRESET=sft_rl bash run_scripts/qwen_math.sh               # SFT->RL: that SFT, then grpo from its HF model;
+#                                                             # rerun resumes either stage; stage1.<key>=<v> args
 #   NNODES=4 bash run_scripts/qwen_math.sh                    # the published 4 x 8 GPUs (start Ray first, below)
 #   DRY_RUN=1 bash run_scripts/qwen_math.sh [overrides]       # check the config only: no GPU, model or data
 #   bash run_scripts/qwen_math.sh trainer.total_training_steps=10 ...   # extra hydra overrides win

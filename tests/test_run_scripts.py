@@ -50,10 +50,11 @@ def _popen(script: str, env: dict, *args: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def script_overrides(script: str, tmp: Path, *args: str, **env) -> list[str]:
-    """The hydra overrides ``script`` passes to main_srft / dry_run (bash only, no Python)."""
+def script_overrides(script: str, tmp: Path, *args: str, mode: str = "overrides", **env) -> list[str]:
+    """The hydra overrides ``script`` passes to main_srft / dry_run (bash only, no Python); ``mode``
+    ``overrides_stage1``: those of PRESET=sft_rl's stage 1."""
     out = subprocess.run(["bash", str(REPO / "run_scripts" / script), *args],
-                         env=_env(tmp, **dict(env, DRY_RUN="overrides")), capture_output=True, check=True)
+                         env=_env(tmp, **dict(env, DRY_RUN=mode)), capture_output=True, check=True)
     return [item.decode() for item in out.stdout.split(b"\0") if item]
 
 
@@ -72,6 +73,10 @@ def bash_runs(tmp_path_factory):
         "7b_sft": _popen("qwen_math.sh", _env(tmp, PRESET="sft")),
         "1p5b_sft": _popen("qwen_math_1p5b.sh", _env(tmp, PRESET="sft")),
         "sft_bad_batch": _popen("qwen_math.sh", _env(tmp, PRESET="sft", SFT_BATCH_SIZE=60)),
+        # SFT->RL: both stages checked
+        "7b_sft_rl": _popen("qwen_math.sh", _env(tmp, PRESET="sft_rl")),
+        "1p5b_sft_rl": _popen("qwen_math_1p5b.sh", _env(tmp, PRESET="sft_rl")),
+        "sft_rl_bad_stage1": _popen("qwen_math.sh", _env(tmp, PRESET="sft_rl"), "stage1.data.pad_mode=left"),
     }
     results = {}
     for name, proc in procs.items():
@@ -408,3 +413,95 @@ def test_sft_launch_converts_then_guards_then_execs_torchrun(tmp_path):
                           "--master_addr=10.0.0.1 --master_port=29500 -m verl.trainer.sft_trainer model.path=")
     assert guard.split(" ", 3)[3] == run.split(" -m verl.trainer.sft_trainer ", 1)[1]  # same overrides
     assert run.endswith("trainer.save_freq=50")
+
+
+# ------------------------------------------------------------------------------------------ PRESET=sft_rl
+@pytest.mark.parametrize("name", ["7b_sft_rl", "1p5b_sft_rl"])
+def test_bash_dry_run_sft_rl_checks_both_stages(bash_runs, name):
+    rc, out = bash_runs[name]
+    assert rc == 0, out[-4000:]
+    ckpt = bash_runs["tmp"] / "ckpt"
+    assert "SRFT dry run (PRESET=sft): OK" in out  # stage 1: verl's SFT config
+    assert f"stage 2 of 2 (GRPO) starts from stage 1's model: {ckpt}/stage1_sft/global_step_N/huggingface" in out
+    assert "SRFT dry run: OK" in out  # stage 2: the RL config
+    assert out.index("SRFT dry run (PRESET=sft): OK") < out.index("SRFT dry run: OK")
+
+
+def test_bash_dry_run_sft_rl_stops_at_a_bad_stage1(bash_runs):
+    rc, out = bash_runs["sft_rl_bad_stage1"]
+    assert rc != 0 and "SRFT dry run (PRESET=sft): FAILED" in out and "data.pad_mode='left'" in out
+    assert "SRFT dry run: OK" not in out
+
+
+def test_sft_rl_routes_stage1_arguments_and_folders(tmp_path):
+    """stage1.<key>=<v> goes to the SFT stage (prefix removed), everything else to the GRPO stage; each stage has
+    its own checkpoint folder and experiment name, and stage 2 is srft.preset=grpo from stage 1's model."""
+    args = ("stage1.trainer.save_freq=7", "trainer.save_freq=9")
+    stage1 = script_overrides("qwen_math.sh", tmp_path, *args, PRESET="sft_rl", mode="overrides_stage1")
+    stage2 = script_overrides("qwen_math.sh", tmp_path, *args, PRESET="sft_rl")
+    sft = script_overrides("qwen_math.sh", tmp_path, PRESET="sft")
+    assert stage1[-1] == "trainer.save_freq=7" and "trainer.save_freq=9" not in stage1
+    assert stage2[-1] == "trainer.save_freq=9" and "trainer.save_freq=7" not in stage2
+    assert f"trainer.default_local_dir={tmp_path}/ckpt/stage1_sft" in stage1
+    assert f"trainer.default_local_dir={tmp_path}/ckpt/stage2_grpo" in stage2
+    assert "srft.preset=grpo" in stage2
+    assert f"actor_rollout_ref.model.path={tmp_path}/ckpt/stage1_sft/global_step_N/huggingface" in stage2
+    # stage 1 is the SFT baseline: the same settings except where it writes
+    differ = lambda o: o.split("=", 1)[0] in ("trainer.default_local_dir", "trainer.experiment_name")  # noqa: E731
+    assert [o for o in stage1[:-1] if not differ(o)] == [o for o in sft if not differ(o)]
+    # stage 2 is the grpo baseline: the same settings except the model and where it writes
+    grpo = script_overrides("qwen_math.sh", tmp_path, "trainer.save_freq=9", PRESET="grpo")
+    differ2 = lambda o: o.split("=", 1)[0] in ("actor_rollout_ref.model.path", "trainer.default_local_dir",  # noqa: E731
+                                               "trainer.experiment_name",
+                                               "+ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR")
+    assert [o for o in stage2 if not differ2(o)] == [o for o in grpo if not differ2(o)]
+
+
+def _fake_python(tmp_path: Path, finished_after: int) -> tuple[Path, Path]:
+    """A stand-in PYTHON that records its commands; ``final-model`` answers 'not finished' (exit 3) for its first
+    ``finished_after`` calls, then prints a model folder."""
+    log, count = tmp_path / "calls.log", tmp_path / "final_calls"
+    fake = tmp_path / "python"
+    fake.write_text(f"""#!/usr/bin/env bash
+printf "%s\\n" "$*" >> "{log}"
+case "$*" in *" final-model "*)
+    n=$(( $(cat "{count}" 2>/dev/null || echo 0) + 1 )); echo $n > "{count}"
+    if [ $n -le {finished_after} ]; then echo "SFT stage not finished" >&2; exit 3; fi
+    echo "{tmp_path}/ckpt/stage1_sft/global_step_42/huggingface" ;;
+esac
+""")
+    fake.chmod(0o755)
+    for f in ("no_such_train.parquet", "no_such_train.sft.parquet", "no_such_valid.parquet"):
+        (tmp_path / f).write_bytes(b"")
+    return fake, log
+
+
+@pytest.mark.parametrize("finished_after, trains_stage1", [(1, True), (0, False)])
+def test_sft_rl_launch_runs_or_skips_stage1_then_execs_stage2(tmp_path, finished_after, trains_stage1):
+    """Without DRY_RUN: an unfinished stage 1 is resume-guarded and trained (torchrun, not exec'd), then stage 2
+    execs main_srft from stage 1's final model; a finished stage 1 is not trained again."""
+    fake, log = _fake_python(tmp_path, finished_after)
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math.sh")],
+                          env=_env(tmp_path, DRY_RUN=0, PRESET="sft_rl", PYTHON=fake), capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    calls = [c.split(" ", 3)[:3] for c in log.read_text().splitlines()]
+    first = [["-m", "recipe_srft.integration.sft_stage", "final-model"]]
+    trained = [["-m", "recipe_srft.integration.sft_stage", "resume-guard"],
+               ["-m", "torch.distributed.run", "--nnodes=1"],
+               ["-m", "recipe_srft.integration.sft_stage", "final-model"]]
+    assert calls == first + (trained if trains_stage1 else []) + [["-m", "recipe_srft.main_srft",
+                                                                   f"actor_rollout_ref.model.path={tmp_path}/ckpt/"
+                                                                   "stage1_sft/global_step_42/huggingface"]]
+    assert ("stage 1 of 2 (SFT) finished earlier" in proc.stdout) == (not trains_stage1)
+
+
+def test_sft_rl_launch_stops_when_stage1_fails(tmp_path):
+    fake, log = _fake_python(tmp_path, finished_after=99)
+    # torchrun fails: the fake exits 1 for it
+    fake.write_text(fake.read_text().replace('esac', '*"torch.distributed.run"*) exit 1 ;;\nesac'))
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math.sh")],
+                          env=_env(tmp_path, DRY_RUN=0, PRESET="sft_rl", PYTHON=fake), capture_output=True,
+                          text=True, timeout=30)
+    assert proc.returncode != 0 and "stage 1 (SFT) failed; rerun the same command to resume it" in proc.stderr
+    assert "recipe_srft.main_srft" not in log.read_text()

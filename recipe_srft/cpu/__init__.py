@@ -11,6 +11,7 @@ package (``pip install -e .``) or through ``VERL_USE_EXTERNAL_MODULES=recipe_srf
 All CPU settings (environment and hydra overrides) live in :mod:`recipe_srft.cpu.env`.
 """
 
+import functools
 import os
 
 from ..tools.quiet import quiet_verl_imports
@@ -53,27 +54,30 @@ def _dedup_backend(backend):
 
 
 def _install_gloo_process_group_fix():
-    """Only under VERL_PLATFORM=cpu: de-duplicate the backend string of verl's process-group init.
+    """Only under VERL_PLATFORM=cpu: de-duplicate the backend string given to ``torch.distributed.init_process_group``.
 
-    This is the one place the CPU runtime wraps a verl function (the platform API has no hook
-    for the backend string); GPU runs never reach it.
+    Both of verl's process-group initialisers (``initialize_global_process_group_ray`` in the Ray workers,
+    ``initialize_global_process_group`` under torchrun, e.g. verl's SFT trainer) pass
+    ``f"cpu:gloo,{device}:{backend}"``. This is the one place the CPU runtime wraps a function outside its own
+    code (the platform API has no hook for the backend string); it only rewrites a string torch would reject, and
+    GPU runs never reach it.
     """
-    import verl.utils.distributed as dist_utils
-    import verl.workers.engine_workers as engine_workers
+    import torch.distributed as dist
 
-    original = dist_utils.initialize_global_process_group_ray
+    original = dist.init_process_group
     if getattr(original, "_srft_cpu", False):
         return
 
-    def initialize_global_process_group_ray(timeout_second=None, backend=None):
-        from verl.utils.device import get_device_name, get_nccl_backend
+    @functools.wraps(original)
+    def init_process_group(*args, **kwargs):
+        if args and isinstance(args[0], str):
+            args = (_dedup_backend(args[0]),) + args[1:]
+        elif isinstance(kwargs.get("backend"), str):
+            kwargs["backend"] = _dedup_backend(kwargs["backend"])
+        return original(*args, **kwargs)
 
-        backend = backend or f"cpu:gloo,{get_device_name()}:{get_nccl_backend()}"
-        return original(timeout_second=timeout_second, backend=_dedup_backend(backend))
-
-    initialize_global_process_group_ray._srft_cpu = True
-    dist_utils.initialize_global_process_group_ray = initialize_global_process_group_ray
-    engine_workers.initialize_global_process_group_ray = initialize_global_process_group_ray
+    init_process_group._srft_cpu = True
+    dist.init_process_group = init_process_group
 
 
 if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":

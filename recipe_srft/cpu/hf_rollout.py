@@ -170,6 +170,11 @@ class HFRolloutServer:
         attn = override.get("attn_implementation", "eager")
         if attn == "flash_attention_2":
             attn = "eager"
+        # verl's rollout.seed ("the seed for vLLM sampling"): this server process samples with torch's global RNG,
+        # seeded once per replica as vLLM seeds its engine
+        seed = getattr(self.config, "seed", None)
+        if seed is not None:
+            torch.manual_seed(int(seed) + replica_rank)
         self.model = load_hf_model(path, attn_implementation=attn,
                                    trust_remote_code=getattr(model_config, "trust_remote_code", False))
         tokenizer = getattr(model_config, "tokenizer", None)

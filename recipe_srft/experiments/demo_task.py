@@ -12,9 +12,10 @@ seed so train and held-out sets never share a problem.
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
+
+from .smoke_data import run_cli, write_splits
 
 NAMES = ["Ava", "Ben", "Chloe", "Dan", "Ema", "Finn", "Gia", "Hugo", "Iris", "Jack", "Kira", "Leo", "Mia", "Noah"]
 ITEMS = ["apples", "marbles", "books", "stickers", "pencils", "cookies", "shells", "coins", "cards", "stamps"]
@@ -63,27 +64,14 @@ def make_rows(n: int, seed: int, split: str, exclude: set | None = None) -> list
 
 
 def write_demo_task(out_dir, n_train: int = 256, n_val: int = 100, seed: int = 0) -> tuple[Path, Path]:
-    import pandas as pd
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     val_rows = make_rows(n_val, seed + 1000, "test")
     train_rows = make_rows(n_train, seed, "train", exclude={r["prompt"][0]["content"].split("\n")[0] for r in val_rows})
-    train, val = out / "train.parquet", out / "val.parquet"
-    pd.DataFrame(train_rows).to_parquet(train)
     # held-out rows carry no demonstration: validation never gets demos
-    pd.DataFrame(val_rows).drop(columns=["demo"]).to_parquet(val)
-    return train, val
+    return write_splits(out_dir, train_rows, val_rows, val_drop=("demo",))
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out_dir")
-    p.add_argument("--train", type=int, default=256)
-    p.add_argument("--val", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    a = p.parse_args(argv)
-    print(*write_demo_task(a.out_dir, a.train, a.val, a.seed))
+    run_cli(write_demo_task, __doc__, n_train=256, n_val=100, argv=argv)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
     python -m recipe_srft.integration.sft_stage dry-run [hydra overrides ...]       # what DRY_RUN=1 PRESET=sft runs
     python -m recipe_srft.integration.sft_stage resume-guard [hydra overrides ...]  # run before every (re)start (see below)
+    python -m recipe_srft.integration.sft_stage final-model [hydra overrides ...]   # the finished run's HF model, else exit 3
 
 ``run_scripts/_common.sh`` builds the overrides (LUFFY's SFT settings, cited there) and, without ``DRY_RUN``, runs
 ``torchrun ... -m verl.trainer.sft_trainer <overrides>``: verl's trainer, its hydra config
@@ -51,8 +52,9 @@ PAD_MODES = ("no_padding", "right")
 TRUNCATIONS = ("error", "left", "right")
 RESUME_MODES = ("auto", "disable", "resume_path")
 
-#: free-form maps of the SFT config (entries may be added with ``+``)
-FREE_FORM_PREFIXES = ("data.apply_chat_template_kwargs", "model.override_config")
+#: free-form maps of the SFT config (entries may be added with ``+``); ``engine.mixed_precision`` is a field of verl's
+#: ``FSDPEngineConfig`` that its yaml leaves out (the CPU runtime sets it: ``recipe_srft.cpu.sft``)
+FREE_FORM_PREFIXES = ("data.apply_chat_template_kwargs", "model.override_config", "engine.mixed_precision")
 
 
 def sft_config_dir() -> Path:
@@ -349,37 +351,56 @@ def format_sft_summary(s: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- resume guard
-def resume_guard(overrides: list[str]) -> Optional[str]:
-    """Works around verl #7401 for the run of ``overrides`` (see the module docstring); returns what it did.
-
-    Looks up the checkpoint verl's ``CheckpointHandler`` will resume from (``trainer.resume_mode``,
-    ``trainer.resume_from_path``, else the tracker file in ``trainer.default_local_dir``); when its step is a
-    multiple of the steps per epoch and before the last step, renames its ``data_<rank>.pt`` files to
-    ``data_<rank>.pt.epoch_boundary``. Needs the training file here (it counts its rows).
-    """
+def _resolved(overrides: list[str]):
     from omegaconf import OmegaConf
 
     config = compose_sft_config(overrides)
     OmegaConf.resolve(config)
+    return config
+
+
+def schedule(config) -> tuple[Optional[int], Optional[int], list[str]]:
+    """(steps per epoch, total steps, missing files) of the run, as verl's SFT trainer counts them; the steps are
+    None when a training file is not on this machine."""
+    rows, missing = dataset_rows(config)
+    if rows is None:
+        return None, None, missing
     trainer = config.trainer
-    if trainer.resume_mode == "disable":
-        return None
-    path = trainer.get("resume_from_path")
+    dp = max(1, int(trainer.nnodes) * int(trainer.n_gpus_per_node) // int(config.engine.ulysses_sequence_parallel_size))
+    spe = steps_per_epoch(rows, int(config.data.train_batch_size), dp)
+    return spe, trainer.get("total_training_steps") or spe * int(trainer.total_epochs), missing
+
+
+def _latest_checkpoint(config) -> Optional[str]:
+    """The checkpoint verl's ``CheckpointHandler`` resumes from (``trainer.resume_from_path``, else the tracker file
+    in ``trainer.default_local_dir``), or None."""
+    path = config.trainer.get("resume_from_path")
     if not path:
         from verl.utils.checkpoint.checkpoint_manager import find_latest_ckpt_path
 
-        path = find_latest_ckpt_path(str(trainer.default_local_dir))
-    if not path or not Path(path).is_dir():
+        path = find_latest_ckpt_path(str(config.trainer.default_local_dir))
+    return path if path and Path(path).is_dir() else None
+
+
+def resume_guard(overrides: list[str]) -> Optional[str]:
+    """Works around verl #7401 for the run of ``overrides`` (see the module docstring); returns what it did.
+
+    Looks up the checkpoint verl's ``CheckpointHandler`` will resume from; when its step is a multiple of the steps
+    per epoch and before the last step, renames its ``data_<rank>.pt`` files to ``data_<rank>.pt.epoch_boundary``.
+    Needs the training file here (it counts its rows).
+    """
+    config = _resolved(overrides)
+    if config.trainer.resume_mode == "disable":
+        return None
+    path = _latest_checkpoint(config)
+    if path is None:
         return None
     from verl.utils.checkpoint.checkpoint_handler import extract_step
 
     step = extract_step(str(path))
-    rows, missing = dataset_rows(config)
-    if step is None or rows is None:
+    spe, total, missing = schedule(config)
+    if step is None or spe is None:
         return f"resume guard: cannot check {path} ({'no step in its name' if step is None else f'missing {missing}'})"
-    dp = max(1, int(trainer.nnodes) * int(trainer.n_gpus_per_node) // int(config.engine.ulysses_sequence_parallel_size))
-    spe = steps_per_epoch(rows, int(config.data.train_batch_size), dp)
-    total = trainer.get("total_training_steps") or spe * int(trainer.total_epochs)
     if spe == 0 or step % spe or step >= total:
         return None
     moved = []
@@ -394,18 +415,60 @@ def resume_guard(overrides: list[str]) -> Optional[str]:
             f"{', '.join(moved) or 'nothing (already done)'}; verl starts the next epoch with a fresh loader")
 
 
+#: the folder verl's checkpoint manager writes the Hugging Face model to (``checkpoint.save_contents`` with
+#: ``hf_model``), inside ``global_step_N``
+HF_SUBDIR = "huggingface"
+
+
+class StageNotFinished(RuntimeError):
+    """The SFT run of these overrides has not written its final checkpoint yet (the message says what is there)."""
+
+
+def final_model(overrides: list[str]) -> Path:
+    """The Hugging Face model of the *finished* SFT run of ``overrides``: ``<default_local_dir>/global_step_<total>/
+    huggingface``, what stage 2 of ``PRESET=sft_rl`` starts from. Raises :class:`StageNotFinished` (with what is
+    there) when the run has not reached its last step, and ``DryRunError`` when its config cannot say which step is
+    the last (training file missing) or does not save ``hf_model``."""
+    from ..tools.dry_run import DryRunError
+
+    config = _resolved(overrides)
+    if "hf_model" not in list(config.checkpoint.save_contents):
+        raise DryRunError(f"checkpoint.save_contents={list(config.checkpoint.save_contents)} has no hf_model: the "
+                          "SFT stage would not write the Hugging Face model stage 2 starts from")
+    _, total, missing = schedule(config)
+    if total is None:
+        raise DryRunError(f"cannot tell the SFT stage's last step: {missing} not found")
+    root = Path(str(config.trainer.default_local_dir))
+    model = root / f"global_step_{total}" / HF_SUBDIR
+    if not model.is_dir():
+        latest = _latest_checkpoint(config) if root.is_dir() else None
+        raise StageNotFinished(f"SFT stage not finished: {model} does not exist (last step {total}; latest "
+                               f"checkpoint: {latest or 'none'})")
+    if not (any(model.glob("*.safetensors")) or any(model.glob("pytorch_model*.bin"))) \
+            or not (model / "config.json").is_file():
+        raise StageNotFinished(f"{model} holds no complete Hugging Face model (config.json and weights): was the "
+                               "save interrupted? Delete that global_step folder and run again to redo the last step")
+    return model
+
+
 # ---------------------------------------------------------------------------------------------- CLI
 def main(argv: Optional[list[str]] = None) -> int:
     from ..tools.dry_run import DryRunError
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in ("dry-run", "resume-guard"):
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in ("dry-run", "resume-guard", "final-model"):
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     command, overrides = argv[0], argv[1:]
     try:
         if command == "dry-run":
             print(format_sft_summary(dry_run_sft(overrides)), flush=True)
+        elif command == "final-model":
+            try:
+                print(final_model(overrides), flush=True)
+            except StageNotFinished as exc:
+                print(exc, file=sys.stderr, flush=True)
+                return 3
         else:
             message = resume_guard(overrides)
             if message:
