@@ -21,7 +21,7 @@ The file provides the configuration (:class:`SRFTLossConfig`), a pure tensor fun
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Optional
 
 import torch
@@ -68,6 +68,32 @@ _GLOBAL_INFO_KEYS = (
     "batch_entropy",
     "loss_scale_factor",
 )
+
+#: The loss knobs that belong to verl's actor config (``actor_rollout_ref.actor.<key>``), not to ``srft:``. The loss
+#: reads them, with ``loss_agg_mode`` and ``loss_scale_factor``, from the actor config verl binds to it
+#: (:func:`srft_loss_fn`); :func:`actor_loss_knobs` is the one reader, also used by the start-up checks and the
+#: dry run to show them.
+ACTOR_LOSS_KNOBS = ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff")
+
+
+def actor_loss_knobs(actor) -> dict[str, float]:
+    """``ACTOR_LOSS_KNOBS`` of verl's actor config (its dataclass, a DictConfig or a mapping), as verl's own
+    ``compute_policy_loss_vanilla`` reads them: ``clip_ratio_low``/``clip_ratio_high`` fall back to ``clip_ratio``.
+    Keys the config does not have are left out (the :class:`SRFTLossConfig` defaults apply)."""
+    def get(key):
+        if hasattr(actor, "get"):
+            return actor.get(key)
+        return getattr(actor, key, None)
+
+    out = {}
+    for key in ACTOR_LOSS_KNOBS:
+        value = get(key)
+        if value is None and key in ("clip_ratio_low", "clip_ratio_high"):
+            value = get("clip_ratio")
+        if value is not None:
+            out[key] = float(value)
+    return out
+
 
 # Clamp of the log importance ratio, as in verl's compute_policy_loss_vanilla.
 _LOG_RATIO_CLAMP = 20.0
@@ -539,8 +565,9 @@ _LOSS_METRICS = ("srft/offpolicy_pg_loss", "srft/onpolicy_pg_loss", "srft/rl_los
 def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLossConfig):
     """verl loss callable (signature of `verl.workers.utils.losses.ppo_loss`) computing the SRFT loss (Eq. 13).
 
-    Bind the configuration with `functools.partial(srft_loss_fn, srft_cfg=...)`. Clip ratios and the entropy
-    coefficient come from `srft_cfg`; `loss_agg_mode` and `loss_scale_factor` from the actor `config`.
+    Bind the configuration with `functools.partial(srft_loss_fn, srft_cfg=...)`. Every actor-side knob comes from
+    the actor `config` verl passes (`ACTOR_LOSS_KNOBS` through :func:`actor_loss_knobs`, `loss_agg_mode`,
+    `loss_scale_factor`); `srft_cfg` gives the SRFT switches.
 
     Reads from the micro-batch `data` (a TensorDict in verl's no-padding layout; keys: `recipe_srft.contract`):
         * `response_mask`, `old_log_probs`, `advantages` (`[B, T]`);
@@ -566,6 +593,7 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
     batch_num_tokens = tu.get_non_tensor_data(data=data, key="batch_num_tokens", default=None)
     global_batch_size = tu.get_non_tensor_data(data=data, key="global_batch_size", default=None)
     loss_scale_factor = getattr(config, "loss_scale_factor", None)
+    srft_cfg = replace(srft_cfg, **actor_loss_knobs(config))
 
     required = ["response_mask", "old_log_probs", "advantages", *C.LOSS_FIELDS]
     missing = [key for key in required if key not in data.keys()]

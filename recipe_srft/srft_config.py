@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
-from .losses import SRFTLossConfig
+from .losses import ACTOR_LOSS_KNOBS, SRFTLossConfig
 
 #: Values of the paper's method; every other preset is a diff on these.
 _SRFT = dict(
@@ -145,7 +145,7 @@ _TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_g
                "demo_fields", "replay_poll_interval_s", "dump_minibatches_dir",
                "startup_timeout_s", "step_timeout_s"}
 #: Loss fields that are taken from verl's actor config, never from ``srft:``.
-_FROM_ACTOR = {"clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff"}
+_FROM_ACTOR = set(ACTOR_LOSS_KNOBS)
 
 
 def resolve_srft_config(section: dict, actor: Optional[dict] = None) -> SRFTConfig:
@@ -187,7 +187,7 @@ def resolve_srft_config(section: dict, actor: Optional[dict] = None) -> SRFTConf
 
     loss_kwargs = {k: values[k] for k in _LOSS_FIELDS if k in values}
     actor = dict(actor or {})
-    for key in ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff"):
+    for key in _FROM_ACTOR:
         if actor.get(key) is not None:
             loss_kwargs[key] = float(actor[key])
     if loss_kwargs.get("sft_entropy_sign") is not None:

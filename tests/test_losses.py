@@ -821,6 +821,33 @@ def test_adapter_with_real_actor_config():
     torch.testing.assert_close(grad, ngrad, atol=1e-10, rtol=1e-10)
 
 
+def test_adapter_reads_every_actor_knob_from_the_actor_config():
+    """Clip ratios and the entropy coefficient come from the actor config verl binds to the loss, like
+    loss_agg_mode: an SRFTLossConfig holding other values does not change the loss."""
+    from verl.workers.config import FSDPActorConfig
+
+    from recipe_srft.losses import actor_loss_knobs
+
+    batch = make_batch(seed=27, rows=ADAPTER_ROWS)
+    data, model_output, _, _ = build_micro_batch(batch, demo_num_tokens=30, rl_num_tokens=60, rl_num_seqs=12)
+    tu.assign_non_tensor(data, dp_size=1, batch_num_tokens=60, global_batch_size=12)
+    config = FSDPActorConfig(strategy="fsdp", rollout_n=1, ppo_micro_batch_size_per_gpu=2, loss_agg_mode="token-mean",
+                             clip_ratio_low=0.05, clip_ratio_high=0.08, clip_ratio_c=2.0, entropy_coeff=0.02)
+    assert actor_loss_knobs(config) == dict(clip_ratio_low=0.05, clip_ratio_high=0.08, clip_ratio_c=2.0,
+                                            entropy_coeff=0.02)
+    stale = SRFTLossConfig(clip_ratio_low=0.3, clip_ratio_high=0.3, clip_ratio_c=5.0, entropy_coeff=0.0)
+    loss, _ = srft_loss_fn(config, model_output, data, srft_cfg=stale)
+    actor_side = SRFTLossConfig(clip_ratio_low=0.05, clip_ratio_high=0.08, clip_ratio_c=2.0, entropy_coeff=0.02)
+    g = dict(dp_size=1, batch_num_tokens=60, global_batch_size=12, demo_num_tokens=30)
+    nloss, _ = naive_srft(batch, batch["log_prob"], actor_side, "token-mean", g)
+    assert loss.item() == pytest.approx(nloss.item(), abs=1e-10)
+    stale_loss, _ = naive_srft(batch, batch["log_prob"], stale, "token-mean", g)
+    assert abs(stale_loss.item() - nloss.item()) > 1e-6  # the knobs matter for this batch
+    # verl's fallback: clip_ratio for both sides when clip_ratio_low/high are null
+    assert actor_loss_knobs({"clip_ratio": 0.1, "clip_ratio_low": None, "clip_ratio_high": None}) == dict(
+        clip_ratio_low=0.1, clip_ratio_high=0.1)
+
+
 def test_adapter_requires_entropy_and_srft_fields():
     batch = make_batch(seed=24, rows=ADAPTER_ROWS)
     data, model_output, _, _ = build_micro_batch(batch)

@@ -33,13 +33,12 @@ KNOWN_POSITION_LIMITS = {
 }
 
 def srft_config_from(config) -> SRFTConfig:
-    """Resolves ``config.srft`` (with the actor's clip ratios and entropy coefficient)."""
+    """Resolves ``config.srft``; its loss config shows the actor's clip ratios and entropy coefficient (read by
+    :func:`recipe_srft.losses.actor_loss_knobs`, the reader the loss itself uses)."""
+    from ..losses import actor_loss_knobs
+
     section = OmegaConf.to_container(config.get("srft", {}) or {}, resolve=True)
-    actor = config.actor_rollout_ref.actor
-    actor_values = {k: actor.get(k) for k in ("clip_ratio_low", "clip_ratio_high", "clip_ratio_c", "entropy_coeff")}
-    for side in ("clip_ratio_low", "clip_ratio_high"):  # verl falls back to clip_ratio for both
-        if actor_values.get(side) is None:
-            actor_values[side] = actor.get("clip_ratio")
+    actor_values = actor_loss_knobs(config.actor_rollout_ref.actor)
     return resolve_srft_config(section, actor_values)
 
 
