@@ -49,3 +49,50 @@ def test_compare_reuses_only_a_finished_run_with_the_same_overrides(tmp_path):
     assert finished_run(tmp_path, 3, overrides)
     assert not finished_run(tmp_path, 4, overrides)                    # a longer budget needs its own run
     assert not finished_run(tmp_path, 3, overrides[:-1] + ["trainer.total_training_steps=4"])
+
+
+def test_seed_interval_uses_student_t_quantiles():
+    """The 95% interval over seeds: T975 are the 0.975 quantiles of Student's t (checked by integrating its
+    density), and the interval is mean +- t * sd / sqrt(K)."""
+    import math
+
+    from recipe_srft.experiments.compare import T975, seed_interval
+
+    def t_cdf(x: float, df: int, steps: int = 20000) -> float:
+        c = math.gamma((df + 1) / 2) / (math.sqrt(df * math.pi) * math.gamma(df / 2))
+        pdf = lambda u: c * (1 + u * u / df) ** (-(df + 1) / 2)  # noqa: E731
+        h = x / steps
+        simpson = pdf(0) + pdf(x) + sum((4 if i % 2 else 2) * pdf(i * h) for i in range(1, steps))
+        return 0.5 + simpson * h / 3
+
+    for df, q in T975.items():
+        assert t_cdf(q, df) == pytest.approx(0.975, abs=2e-4), df
+    values = [0.30, 0.40, 0.35]
+    s = seed_interval(values)
+    mean = sum(values) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    assert s["mean"] == pytest.approx(mean)
+    assert (s["low"], s["high"]) == pytest.approx((mean - 4.303 * sd / math.sqrt(3), mean + 4.303 * sd / math.sqrt(3)))
+    assert seed_interval([0.5])["low"] is None  # one seed: no interval
+
+
+def test_compare_report_and_settings_key():
+    """results.md lists every method with its seeds; records made with other budget settings are not mixed in."""
+    from types import SimpleNamespace
+
+    from recipe_srft.experiments.compare import report, settings_key
+
+    base = dict(steps=6, prompts=8, n=4, lr=5e-5, train_rows=256, val_rows=64, max_prompt_length=128,
+                max_new_tokens=48, sft_rl_split=0.5, sft_nproc=2)
+    assert settings_key(SimpleNamespace(**base)) == settings_key(SimpleNamespace(**base))
+    assert settings_key(SimpleNamespace(**base)) != settings_key(SimpleNamespace(**dict(base, steps=8)))
+    rec = lambda m, s, acc, ent: dict(method=m, seed=s, heldout_acc=acc, heldout_ci95=[acc - 0.1, acc + 0.1],  # noqa: E731
+                                      base_acc=0.078, mean_entropy=ent)
+    table = report([rec("srft", 0, 0.30, 0.9), rec("srft", 1, 0.40, 1.1), rec("sft", 0, 0.35, None)],
+                   ["srft", "grpo", "sft"])
+    lines = table.splitlines()
+    assert lines[2].startswith("| base | | 7.8%")
+    assert lines[3].startswith("| `srft` | 2 | 35.0% | [") and "s0: 30.0 [20.0, 40.0]; s1: 40.0" in lines[3]
+    assert lines[3].endswith("| 1.000 |")
+    assert lines[4].startswith("| `sft` | 1 | 35.0% |  |") and "n/a (no rollouts)" in lines[4]
+    assert "grpo" not in table  # no record, no row
