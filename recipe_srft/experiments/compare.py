@@ -178,7 +178,8 @@ def run_method(method: str, seed: int, model: Path, train: Path, val: Path, base
 # ------------------------------------------------------------------------------------------------- report
 def report(records: list[dict], methods: list[str]) -> str:
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}"  # noqa: E731
-    lines = ["| method | seeds | mean held-out acc | 95% interval over seeds | per-seed acc [Wilson 95% CI] | "
+    lines = ["| method | seeds | mean held-out acc | 95% interval over seeds (t, clipped to [0, 100]) | "
+             "per-seed acc [Wilson 95% CI] | "
              "mean rollout entropy |", "|---|---|---|---|---|---|"]
     if records:
         lines.append(f"| base | | {pct(records[0]['base_acc'])}% | | | |")
@@ -187,7 +188,8 @@ def report(records: list[dict], methods: list[str]) -> str:
         if not rs:
             continue
         s = seed_interval([r["heldout_acc"] for r in rs])
-        interval = "" if s["low"] is None else f"[{pct(s['low'])}, {pct(s['high'])}]"
+        # an accuracy lies in [0, 1]: the t interval is shown clipped to it
+        interval = "" if s["low"] is None else f"[{pct(max(0.0, s['low']))}, {pct(min(1.0, s['high']))}]"
         per_seed = "; ".join(f"s{r['seed']}: {pct(r['heldout_acc'])} [{pct(r['heldout_ci95'][0])}, "
                              f"{pct(r['heldout_ci95'][1])}]" for r in rs)
         ents = [r["mean_entropy"] for r in rs if r.get("mean_entropy") is not None]
@@ -209,7 +211,8 @@ def plot_seeds(records: list[dict], methods: list[str], path: Path, title: str) 
         ax.scatter([i] * len(accs), accs, color="tab:blue", alpha=0.6, zorder=3, label="one seed" if i == 0 else None)
         s = seed_interval(accs)
         if s["low"] is not None:
-            ax.errorbar(i + 0.15, s["mean"], yerr=[[s["mean"] - s["low"]], [s["high"] - s["mean"]]], fmt="o",
+            low, high = max(0.0, s["low"]), min(100.0, s["high"])
+            ax.errorbar(i + 0.15, s["mean"], yerr=[[s["mean"] - low], [high - s["mean"]]], fmt="o",
                         color="black", capsize=4, zorder=4, label="mean, 95% interval over seeds" if i == 0 else None)
         else:
             ax.scatter([i + 0.15], [s["mean"]], color="black", zorder=4)
