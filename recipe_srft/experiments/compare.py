@@ -140,8 +140,6 @@ def run_method(method: str, seed: int, model: Path, train: Path, val: Path, base
     """Trains and evaluates one (method, seed); returns its record."""
     t0 = time.time()
     run_dir = out / method / f"seed{seed}"
-    stages = {}
-    log = run_dir / "train.log"
     if method == "sft":
         trained_model = _sft_run(model, train, run_dir, args, args.steps, seed)
         stages = {"sft": args.steps}
@@ -156,6 +154,7 @@ def run_method(method: str, seed: int, model: Path, train: Path, val: Path, base
     else:
         trained_model = _rl_run(model, train, val, run_dir, args, method, args.steps, seed)
         stages = {method: args.steps}
+        log = run_dir / "train.log"
     trained = evaluate(trained_model, val, run_dir / "eval", args.max_new_tokens)
     diff = paired_difference(base, trained)
     rows = read_console_metrics(log) if log is not None else []

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..cpu.env import apply_cpu_env
 from ..cpu.sft import cpu_sft_overrides, run_sft
-from ..integration.sft_stage import StageNotFinished, final_model
+from ..integration.sft_stage import StageNotFinished, final_model, resume_guard
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,8 +64,6 @@ def run_sft_stage(overrides: list[str], out_dir: Path, *, nproc: int, timeout: f
         return final_model(overrides)
     except StageNotFinished:
         pass
-    from ..integration.sft_stage import resume_guard
-
     resume_guard(overrides)  # verl #7401: only acts on an epoch-boundary checkpoint
     result = run_sft(overrides, out_dir, nproc=nproc, timeout=timeout)
     if result.returncode != 0:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 from omegaconf import OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from ..losses import actor_loss_knobs
 from ..srft_config import SRFTConfig, resolve_srft_config
 from .verl_checks import preset_verl_conflicts, unhonoured_verl_settings
 
@@ -35,8 +36,6 @@ KNOWN_POSITION_LIMITS = {
 def srft_config_from(config) -> SRFTConfig:
     """Resolves ``config.srft``; its loss config shows the actor's clip ratios and entropy coefficient (read by
     :func:`recipe_srft.losses.actor_loss_knobs`, the reader the loss itself uses)."""
-    from ..losses import actor_loss_knobs
-
     section = OmegaConf.to_container(config.get("srft", {}) or {}, resolve=True)
     actor_values = actor_loss_knobs(config.actor_rollout_ref.actor)
     return resolve_srft_config(section, actor_values)
