@@ -3,8 +3,10 @@
 Infrastructure only: the SRFT algorithm never imports this package. Importing it
 registers
 
-* the verl platform ``cpu`` (selected with ``VERL_PLATFORM=cpu``), and
-* the rollout ``actor_rollout_ref.rollout.name=hf`` (replica + worker-side adapter).
+* the verl platform ``cpu`` (selected with ``VERL_PLATFORM=cpu``),
+* the rollout ``actor_rollout_ref.rollout.name=hf`` (replica + worker-side adapter), and
+* under ``VERL_PLATFORM=cpu`` only, the alias that lets verl find the CPU build of vLLM
+  (:mod:`recipe_srft.cpu.vllm_shims`), so that ``rollout.name=vllm`` runs verl's own vLLM rollout.
 
 verl imports it in every Ray process through the ``verl.plugins`` entry point of this
 package (``pip install -e .``) or through ``VERL_USE_EXTERNAL_MODULES=recipe_srft.cpu``.
@@ -14,7 +16,13 @@ All CPU settings (environment and hydra overrides) live in :mod:`recipe_srft.cpu
 import functools
 import os
 
-from ..tools.quiet import quiet_verl_imports
+from .vllm_shims import install_vllm_distribution_alias
+
+if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
+    # before anything imports verl's vLLM modules (vllm_shims.install_vllm_distribution_alias says why)
+    install_vllm_distribution_alias()
+
+from ..tools.quiet import quiet_verl_imports  # noqa: E402
 
 quiet_verl_imports()  # before verl is imported here (SRFT_VERL_WARNINGS=1 shows its import warnings)
 

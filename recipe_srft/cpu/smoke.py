@@ -58,10 +58,10 @@ def smoke_overrides(model: str, train_files: str, val_files: str, out_dir: str, 
 def prepare_assets(cache: Path) -> tuple[Path, Path, Path]:
     """Tiny model + smoke data under ``cache`` (built once)."""
     from ..experiments.smoke_data import write_smoke_data
-    from ..experiments.tiny_model import build_tiny_model
+    from ..experiments.tiny_model import build_tiny_model, is_current_tiny_model
 
     model = cache / "tiny_qwen2"
-    if not (model / "model.safetensors").exists():
+    if not is_current_tiny_model(model):
         build_tiny_model(model)
     data = cache / "smoke_data"
     if not (data / "val.parquet").exists():

@@ -47,17 +47,28 @@ def build_tokenizer():
     return fast
 
 
-def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden_size: int = 64, num_layers: int = 2,
+#: Bumped when the default architecture changes, so that cached copies (``.cache/tiny_qwen2``) are rebuilt.
+#: 2: head size 32 (vLLM's CPU attention supports 32-512, vllm/v1/attention/backends/cpu_attn.py:66; it was 16)
+#: and an unpadded vocabulary (vLLM masks the logits past the tokenizer's size, verl's actor normalises over
+#: all of them: with 61 random padding rows the two log-probs differed by 1.5e-3).
+TINY_MODEL_VERSION = 2
+
+
+def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden_size: int = 128, num_layers: int = 2,
                      num_heads: int = 4, num_kv_heads: int = 2, intermediate_size: int = 128,
                      max_position_embeddings: int = 2048) -> Path:
-    """Writes a random Qwen2ForCausalLM (fp32 safetensors) and its tokenizer to ``out_dir``."""
+    """Writes a random Qwen2ForCausalLM (fp32 safetensors) and its tokenizer to ``out_dir``.
+
+    The defaults run on both rollout engines of the CPU runtime: head size ``hidden_size / num_heads`` = 32 and
+    a vocabulary of exactly the tokenizer's size (see ``TINY_MODEL_VERSION``).
+    """
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer()
-    vocab_size = ((len(tokenizer) + 63) // 64) * 64
+    vocab_size = len(tokenizer)
     config = Qwen2Config(
         vocab_size=vocab_size,
         hidden_size=hidden_size,
@@ -79,9 +90,17 @@ def build_tiny_model(out_dir: str | os.PathLike, seed: int = 0, hidden_size: int
     )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    (out / "tiny_model.json").write_text(json.dumps({"seed": seed, "vocab_size": vocab_size,
+    (out / "tiny_model.json").write_text(json.dumps({"version": TINY_MODEL_VERSION, "seed": seed, "vocab_size": vocab_size,
                                                      "hidden_size": hidden_size, "num_layers": num_layers}))
     return out
+
+
+def is_current_tiny_model(path: str | os.PathLike) -> bool:
+    """True if ``path`` holds a tiny model built by this version of :func:`build_tiny_model`."""
+    meta = Path(path) / "tiny_model.json"
+    if not (Path(path) / "model.safetensors").exists() or not meta.exists():
+        return False
+    return json.loads(meta.read_text()).get("version") == TINY_MODEL_VERSION
 
 
 def main(argv=None):
