@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import textwrap
 from collections import Counter
@@ -215,7 +216,61 @@ class SourceRow:
     error: DataPrepError | None = None
 
 
+#: what a JSON input may hold; named in every message about a JSON file that is neither
+JSON_LAYOUTS = ("JSON lines (one object per line, .jsonl/.json/.ndjson) or a JSON array of objects "
+                "(`[{...}, {...}]`, e.g. a .json file)")
+
+
+def _first_char(path: Path) -> str:
+    """The first non-whitespace character of a text file ('' when blank)."""
+    with path.open(encoding="utf-8") as handle:
+        while True:
+            chunk = handle.read(4096)
+            if not chunk:
+                return ""
+            stripped = chunk.lstrip()
+            if stripped:
+                return stripped[0]
+
+
+def _iter_json_array(path: Path) -> Iterator[SourceRow]:
+    """Rows of a file holding one JSON array; each element is a row (located by row and starting line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataPrepError(f"not UTF-8 text: {exc.reason}", file=path) from None
+    try:  # the whole file first: a broken array fails here, before any row, with the position
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataPrepError(f"starts with '[' but is not a valid JSON array: {exc.msg} (line {exc.lineno}, column "
+                            f"{exc.colno}); expected {JSON_LAYOUTS}", file=path) from None
+    decoder = json.JSONDecoder()
+    ws = re.compile(r"[ \t\n\r]*")
+    pos = ws.match(text, text.index("[") + 1).end()
+    line, counted, row = 1, 0, 0
+    while text[pos] != "]":
+        line += text.count("\n", counted, pos)
+        counted = pos
+        data, pos = decoder.raw_decode(text, pos)
+        ctx = RowContext(str(path), row, line)
+        row += 1
+        if isinstance(data, dict):
+            yield SourceRow(ctx, record=Record(data, ctx))
+        else:
+            yield SourceRow(ctx, error=ctx.error(None, f"expected a JSON object, got {type(data).__name__}",
+                                                 "invalid JSON"))
+        pos = ws.match(text, pos).end()
+        if text[pos] == ",":
+            pos = ws.match(text, pos + 1).end()
+
+
 def _iter_jsonl(path: Path) -> Iterator[SourceRow]:
+    try:
+        if _first_char(path) == "[":
+            yield from _iter_json_array(path)
+            return
+    except UnicodeDecodeError as exc:
+        raise DataPrepError(f"not UTF-8 text: {exc.reason}", file=path) from None
     row = 0
     try:
         with path.open(encoding="utf-8") as handle:
@@ -227,12 +282,12 @@ def _iter_jsonl(path: Path) -> Iterator[SourceRow]:
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    yield SourceRow(ctx, error=ctx.error(None, f"invalid JSON: {exc.msg} (column {exc.colno})",
-                                                         "invalid JSON"))
+                    yield SourceRow(ctx, error=ctx.error(None, f"invalid JSON: {exc.msg} (column {exc.colno}); "
+                                                         f"expected {JSON_LAYOUTS}", "invalid JSON"))
                     continue
                 if not isinstance(data, dict):
-                    yield SourceRow(ctx, error=ctx.error(None, f"expected a JSON object, got {type(data).__name__}",
-                                                         "invalid JSON"))
+                    yield SourceRow(ctx, error=ctx.error(None, f"expected a JSON object, got {type(data).__name__}; "
+                                                         f"expected {JSON_LAYOUTS}", "invalid JSON"))
                     continue
                 yield SourceRow(ctx, record=Record(data, ctx))
     except UnicodeDecodeError as exc:
@@ -254,6 +309,10 @@ def _iter_parquet(path: Path) -> Iterator[SourceRow]:
 
 def iter_rows(path: str | os.PathLike) -> Iterator[SourceRow]:
     """Rows of a JSON lines (``.jsonl``/``.json``/``.ndjson``) or parquet file.
+
+    A JSON file whose first non-blank character is ``[`` is read as one JSON array of objects (the layout of
+    many published evaluation files, e.g. HPT's ``data/*/test.json``); a broken array is a file error that
+    names both layouts.
 
     Blank lines are ignored; an invalid JSON line becomes a row with an
     ``error``.  An unreadable file raises :class:`DataPrepError`.
@@ -528,7 +587,7 @@ class Converter:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         parser.add_argument("--input", required=True, metavar="PATH",
-                            help="input file (.jsonl/.json/.ndjson JSON lines, or .parquet)")
+                            help="input file: .jsonl/.json/.ndjson JSON lines or a JSON array of objects, or .parquet")
         parser.add_argument("--output", required=True, metavar="PATH",
                             help="output parquet file (folders are created; an existing file is replaced)")
         parser.add_argument(

@@ -7,6 +7,8 @@ LUFFY's evaluation files use:
 --format        data_source       input (JSON lines unless noted) and ground truth
 ==============  ================  ==========================================================
 aime24          aime              {id, problem, solution, answer, url, question}; ``answer``
+aime25          aime25            {problem or question, answer, ...} (math-ai/aime25,
+                                  opencompass/AIME2025 layouts); ``answer``
 amc23           amc               {id, problem, answer (float), url, question}; ``answer``,
                                   integral floats rendered as integers (27.0 -> "27")
 math500         math              {problem, solution, answer, subject, level, unique_id};
@@ -21,7 +23,21 @@ gpqa            gpqa              {Question, Correct Answer, Incorrect Answer 1.
 arc_c           arc_c             multiple choice, see below; the answer letter
 mmlu_pro        mmlu_pro          multiple choice, see below; the answer letter
 luffy           (the file's)      LUFFY's valid*.parquet, validated and passed through
+qa              --data-source     any {prompt, answer} layout: the question in ``--prompt-field``
+                                  (default ``prompt``), the ground truth in ``--answer-field``
+                                  (default ``answer``), verbatim (numbers rendered, 27.0 -> "27")
 ==============  ================  ==========================================================
+
+Input files are JSON lines or a JSON array of objects (``data_prep.common.iter_rows``), or parquet.
+
+``--format qa`` is the generic question/answer layout, e.g. HPT's evaluation files
+(TsinghuaC3I/Unify-Post-Training ``data/*/test.json``: arrays of ``{prompt, answer}``, some with
+``source``/``id``) and most people's own held-out sets.  ``--data-source`` (required) is the name the
+reward grades by and the evaluation report shows (``aime24``, ``aime25``, ``amc23``, ``math500``,
+``minerva``, ``olympiad_bench``, ``gpqa``, ... anything ``recipe_srft.reward.resolve_source`` knows).
+When that name is graded as multiple choice (gpqa, arc_c, mmlu_pro) the answer must be an option
+letter (``ability`` ``multiple_choice``) and the prompt, which must list the options itself, is kept
+verbatim; otherwise ``ability`` is ``math``.
 
 Multiple-choice fields (arc_c, mmlu_pro):
 
@@ -54,7 +70,8 @@ from data_prep.gsm8k import gsm8k_solution
 from data_prep.luffy import LuffyState, luffy_example
 from data_prep.math import solution_answer
 from data_prep.schema import Example
-from data_prep.templates import AS_IS, LUFFY_THINK, TEMPLATE_NAMES, option_letters, render, render_multiple_choice
+from data_prep.templates import (AS_IS, LUFFY_THINK, OPTION_LETTERS, TEMPLATE_NAMES, option_letters, render,
+                                 render_multiple_choice)
 
 MATH = "math"
 MULTIPLE_CHOICE = "multiple_choice"
@@ -75,7 +92,7 @@ class Format:
 
 def _open_answer(conv: "EvalSetsConverter", problem: str, truth: str, meta: dict) -> Example:
     return Example(
-        data_source=conv.format.data_source,
+        data_source=conv.data_source,
         prompt=render(conv.template, problem.strip()),
         ground_truth=truth,
         ability=MATH,
@@ -110,6 +127,22 @@ def _olympiad(conv: "EvalSetsConverter", record: Record) -> Example:
     return _open_answer(conv, question, truth, meta)
 
 
+def _qa(conv: "EvalSetsConverter", record: Record) -> Example:
+    """``--format qa``: question and ground truth from two named fields, data_source from ``--data-source``."""
+    question = record.text(conv.prompt_field)
+    truth = record.answer(conv.answer_field)
+    meta = record.meta("id", "source", "idx", "unique_id")
+    if conv.qa_multiple_choice:
+        letter = truth.upper()
+        if len(letter) != 1 or letter not in OPTION_LETTERS:
+            raise record.error(conv.answer_field, f"expected an option letter (A-Z) for the multiple-choice source "
+                                                  f"{conv.data_source!r}, got {truth!r}", "invalid value")
+        return Example(data_source=conv.data_source, prompt=render(conv.template, question.strip()),
+                       ground_truth=letter, ability=MULTIPLE_CHOICE, meta=meta)
+    return Example(data_source=conv.data_source, prompt=render(conv.template, question.strip()),
+                   ground_truth=truth, ability=MATH, meta=meta)
+
+
 def _gsm8k(conv: "EvalSetsConverter", record: Record) -> Example:
     _, truth = gsm8k_solution(record)
     return _open_answer(conv, record.text("question"), truth, {})
@@ -121,7 +154,7 @@ def _gsm8k(conv: "EvalSetsConverter", record: Record) -> Example:
 def _multiple_choice(conv: "EvalSetsConverter", question: str, options: list[str],
                      letter: str, meta: dict) -> Example:
     return Example(
-        data_source=conv.format.data_source,
+        data_source=conv.data_source,
         prompt=render_multiple_choice(conv.template, question.strip(), options),
         ground_truth=letter,
         ability=MULTIPLE_CHOICE,
@@ -219,6 +252,7 @@ def _luffy(conv: "EvalSetsConverter", record: Record) -> Example:
 
 FORMATS: dict[str, Format] = {
     "aime24": Format("aime", _aime_amc, "AIME 2024 (Qwen2.5-Math eval jsonl)"),
+    "aime25": Format("aime25", _aime_amc, "AIME 2025 ({problem or question, answer})"),
     "amc23": Format("amc", _aime_amc, "AMC 2023 (Qwen2.5-Math eval jsonl)"),
     "math500": Format("math", _math500, "MATH-500 jsonl"),
     "minerva": Format("minerva", _minerva, "Minerva math jsonl"),
@@ -228,6 +262,7 @@ FORMATS: dict[str, Format] = {
     "arc_c": Format("arc_c", _arc_mmlu, "ARC-Challenge jsonl"),
     "mmlu_pro": Format("mmlu_pro", _arc_mmlu, "MMLU-Pro jsonl"),
     "luffy": Format(None, _luffy, "LUFFY valid*.parquet pass-through"),
+    "qa": Format(None, _qa, "any {prompt, answer} layout (--prompt-field, --answer-field, --data-source)"),
 }
 
 
@@ -242,7 +277,8 @@ class EvalSetsConverter(Converter):
     default_split = "test"
     epilog = "\n".join(
         ["Formats (--format -> data_source):"]
-        + [f"  {name:14s} -> {fmt.data_source or '(kept)':15s} {fmt.help}" for name, fmt in FORMATS.items()]
+        + [f"  {name:14s} -> {fmt.data_source or ('--data-source' if name == 'qa' else '(kept)'):15s} {fmt.help}"
+           for name, fmt in FORMATS.items()]
         + [
             "",
             "Default --template: luffy_think (the prompt LUFFY/SRFT evaluate with); as_is for --format",
@@ -251,6 +287,13 @@ class EvalSetsConverter(Converter):
             "arc_c / mmlu_pro fields: question (or question.stem); choices (list of strings,",
             "{text: [...], label: [...]}, or [{text, label}]) or options (list of strings); answerKey or",
             "answer (a letter or an option label) or answer_index (0-based).",
+            "qa: the question in --prompt-field (default prompt), the ground truth in --answer-field (default",
+            "answer), data_source = --data-source (required; a name the reward grades, e.g. aime25, math500,",
+            "gpqa); for a multiple-choice source (gpqa, arc_c, mmlu_pro) the answer must be an option letter and",
+            "the prompt, listing the options, is kept verbatim. Example (HPT's files, JSON arrays):",
+            "  python -m data_prep.eval_sets --format qa --data-source aime25 --input AIME25/test.json \\",
+            "      --output aime25.parquet",
+            "Input: JSON lines, a JSON array of objects, or parquet.",
         ]
     )
 
@@ -258,14 +301,45 @@ class EvalSetsConverter(Converter):
         parser.add_argument("--format", required=True, choices=tuple(FORMATS), help="input layout (see below)")
         parser.add_argument("--seed", type=int, default=0,
                             help="GPQA option-shuffle seed; row i uses random.Random(seed*100003+i) (default: 0)")
+        parser.add_argument("--prompt-field", default=None, metavar="NAME",
+                            help="--format qa: the field holding the question (default: prompt)")
+        parser.add_argument("--answer-field", default=None, metavar="NAME",
+                            help="--format qa: the field holding the ground truth (default: answer)")
+        parser.add_argument("--data-source", default=None, metavar="NAME",
+                            help="--format qa (required): the data_source written to every row, the name the "
+                                 "reward grades by and the evaluation report shows (e.g. aime25, math500, gpqa)")
 
     def prepare(self, options) -> None:
         self.format = FORMATS[options.format]
+        self.data_source = self.format.data_source
         self.luffy_state = LuffyState(training=False)
+        qa_options = {"--prompt-field": options.prompt_field, "--answer-field": options.answer_field,
+                      "--data-source": options.data_source}
+        if options.format == "qa":
+            self._prepare_qa(options)
+        elif any(v is not None for v in qa_options.values()):
+            given = ", ".join(k for k, v in qa_options.items() if v is not None)
+            raise DataPrepError(f"{given}: only valid with --format qa (got --format {options.format})")
         if options.format == "luffy":
             self.template = options.template or AS_IS
         elif self.template == AS_IS:
             raise DataPrepError(f"--template as_is is only valid with --format luffy (got --format {options.format})")
+
+    def _prepare_qa(self, options) -> None:
+        from recipe_srft.reward import SOURCE_FAMILY, resolve_source
+
+        if not options.data_source or not options.data_source.strip():
+            raise DataPrepError("--format qa needs --data-source NAME (the name the reward grades by, e.g. aime25, "
+                                "math500, gpqa)")
+        try:
+            canonical = resolve_source(options.data_source)
+        except ValueError as exc:
+            raise DataPrepError(f"--data-source {options.data_source!r}: {exc}") from None
+        self.data_source = options.data_source.strip()
+        self.prompt_field = options.prompt_field or "prompt"
+        self.answer_field = options.answer_field or "answer"
+        self.qa_family = SOURCE_FAMILY[canonical]
+        self.qa_multiple_choice = self.qa_family == MULTIPLE_CHOICE
 
     def convert(self, record: Record) -> Example:
         return self.format.build(self, record)
@@ -275,6 +349,10 @@ class EvalSetsConverter(Converter):
             self.luffy_state.notes(report)
         if self.options.format == "gpqa":
             report.note(f"GPQA options shuffled with seed {self.options.seed}")
+        if self.options.format == "qa":
+            kind = "multiple choice: option letters" if self.qa_multiple_choice else self.qa_family
+            report.note(f"qa: question from '{self.prompt_field}', ground truth from '{self.answer_field}' (verbatim), "
+                        f"data_source {self.data_source!r} graded as {kind}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ downloaded).
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import subprocess
@@ -481,6 +482,170 @@ def test_eval_sets_bad_multiple_choice(tmp_path, capsys):
     status, stdout, _ = call(eval_sets.main, "--format", "arc_c", "--input", src, "--output", out,
                              "--on-error", "skip", capsys=capsys)
     assert status == 0 and "invalid value: answerKey" in stdout and "missing field: choices" in stdout
+
+
+# --------------------------------------------------------------------------- JSON arrays, --format qa, AIME25
+
+HPT_FIXTURES = ROOT / "tests" / "fixtures" / "hpt"  # first rows of HPT's data/*/test.json (see its README.md)
+# HPT folder -> (--data-source, grader family)
+HPT_FILES = {
+    "AIME24": ("aime24", "math"), "AIME25": ("aime25", "math"), "AMC23": ("amc23", "math"),
+    "MATH-500": ("math500", "math"), "Minerva": ("minerva", "math"), "Olympiad-Bench": ("olympiad_bench", "math"),
+    "GPQA": ("gpqa", "multiple_choice"),
+}
+
+
+def _check_qa_conversion(src: Path, out: Path, data_source: str, ability: str, stdout: str) -> None:
+    """Rows = the file's elements, in order: ground truth = its ``answer``, question = its ``prompt``."""
+    elements = json.loads(src.read_text())  # read independently of the converter
+    rows = read_rows(out)
+    assert_schema(rows, training=False)
+    assert len(rows) == len(elements) and f"written: {len(elements)} rows" in stdout
+    assert [r["reward_model"]["ground_truth"] for r in rows] == [e["answer"] for e in elements]
+    assert [user_text(r) for r in rows] == [e["prompt"].strip() for e in elements]
+    assert {r["data_source"] for r in rows} == {data_source} and {r["ability"] for r in rows} == {ability}
+    assert [r["extra_info"]["source_row"] for r in rows] == list(range(len(elements)))
+    for row, element in zip(rows, elements):
+        meta = json.loads(row["extra_info"]["meta"])
+        assert {k: element[k] for k in ("id", "source") if k in element} == meta
+
+
+@pytest.mark.parametrize("folder", sorted(HPT_FILES))
+def test_qa_converts_hpt_files(tmp_path, capsys, folder):
+    data_source, ability = HPT_FILES[folder]
+    src, out = HPT_FIXTURES / folder / "test.json", tmp_path / f"{data_source}.parquet"
+    assert src.read_text().lstrip().startswith("[")  # a JSON array, as published
+    status, stdout, err = call(eval_sets.main, "--format", "qa", "--data-source", data_source, "--input", src,
+                               "--output", out, capsys=capsys)
+    assert status == 0, err
+    _check_qa_conversion(src, out, data_source, ability, stdout)
+    rows = read_rows(out)
+    assert rows[0]["prompt"][0]["content"] == templates.LUFFY_SYSTEM_PROMPT  # the same templates as other formats
+    from recipe_srft.reward import compute_score
+
+    for row in rows:  # the reward grades each ground truth, boxed, as correct (AIME24's are written \boxed{N})
+        truth = row["reward_model"]["ground_truth"]
+        inner = answers.last_boxed(truth) if "\\boxed" in truth else truth
+        graded = compute_score(data_source=data_source, solution_str=f"</think> so \\boxed{{{inner}}}",
+                               ground_truth=truth, extra_info={})
+        assert graded["score"] == 1.0, (truth, graded)
+
+
+HPT_DATA = Path(os.environ.get("SRFT_HPT_DATA", "/nonexistent"))
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not (HPT_DATA / "AIME25" / "test.json").is_file(),
+                    reason="set SRFT_HPT_DATA to a checkout of HPT's data/ folder (TsinghuaC3I/Unify-Post-Training)")
+@pytest.mark.parametrize("folder", sorted(HPT_FILES))
+def test_real_hpt_files_convert(tmp_path, capsys, folder):
+    data_source, ability = HPT_FILES[folder]
+    src, out = HPT_DATA / folder / "test.json", tmp_path / f"{data_source}.parquet"
+    status, stdout, err = call(eval_sets.main, "--format", "qa", "--data-source", data_source, "--input", src,
+                               "--output", out, capsys=capsys)
+    assert status == 0, err
+    _check_qa_conversion(src, out, data_source, ability, stdout)
+
+
+def test_json_array_and_json_lines_give_the_same_rows(tmp_path, capsys):
+    src = HPT_FIXTURES / "MATH-500" / "test.json"
+    lines = write_jsonl(tmp_path / "math500.jsonl", json.loads(src.read_text()))
+    outs = []
+    for path in (src, lines):
+        out = tmp_path / f"{path.suffix[1:]}.parquet"
+        assert call(eval_sets.main, "--format", "qa", "--data-source", "math500", "--input", path, "--output", out,
+                    capsys=capsys)[0] == 0
+        outs.append(read_rows(out))
+    assert outs[0] == outs[1]
+
+
+def test_json_layout_errors_name_both_layouts(tmp_path, capsys):
+    both = ("JSON lines", "JSON array")
+    # a pretty-printed single object is neither layout: its first line is not a JSON object
+    obj = tmp_path / "one.json"
+    obj.write_text(json.dumps({"prompt": "1+1?", "answer": "2"}, indent=2))
+    status, _, err = call(eval_sets.main, "--format", "qa", "--data-source", "math", "--input", obj,
+                          "--output", tmp_path / "o.parquet", capsys=capsys)
+    assert status == 1 and "row 0 (line 1)" in err and "invalid JSON" in err and all(x in err for x in both)
+    # a broken array: a file error with the position, before any row is written
+    broken = tmp_path / "broken.json"
+    broken.write_text('[\n  {"prompt": "1+1?", "answer": "2"},\n  {"prompt": "2+2?" "answer": "4"}\n]\n')
+    status, _, err = call(eval_sets.main, "--format", "qa", "--data-source", "math", "--input", broken,
+                          "--output", tmp_path / "o.parquet", "--on-error", "skip", capsys=capsys)
+    assert status == 1 and "not a valid JSON array" in err and "line 3" in err and all(x in err for x in both)
+    assert not (tmp_path / "o.parquet").exists()
+    # an array element that is not an object is a row error, located by row and line, and can be skipped
+    mixed = tmp_path / "mixed.json"
+    mixed.write_text('[\n  {"prompt": "1+1?", "answer": "2"},\n  ["not", "an object"],\n  {"prompt": "3?", "answer": 3}\n]')
+    status, _, err = call(eval_sets.main, "--format", "qa", "--data-source", "math", "--input", mixed,
+                          "--output", tmp_path / "o.parquet", capsys=capsys)
+    assert status == 1 and "row 1 (line 3)" in err and "expected a JSON object, got list" in err
+    status, stdout, _ = call(eval_sets.main, "--format", "qa", "--data-source", "math", "--input", mixed,
+                             "--output", tmp_path / "o.parquet", "--on-error", "skip", capsys=capsys)
+    assert status == 0 and "skipped: 1 rows" in stdout and "invalid JSON" in stdout
+    assert [r["reward_model"]["ground_truth"] for r in read_rows(tmp_path / "o.parquet")] == ["2", "3"]
+    # a JSON lines row that is an array names both layouts too
+    status, _, err = call(gsm8k.main, "--input", write_jsonl(tmp_path / "l.jsonl", [GOOD_GSM8K, "[1, 2]"]),
+                          "--output", tmp_path / "g.parquet", capsys=capsys)
+    assert status == 1 and "row 1 (line 2)" in err and all(x in err for x in both)
+
+
+def test_qa_fields_errors_and_skip_report(tmp_path, capsys):
+    rows = [{"q": "What is 2+3?", "a": 5}, {"q": "What is 1/2 + 1/2?"}, {"q": "", "a": "0"},
+            {"q": "What is 0.5 * 3?", "a": 1.5}]
+    src = tmp_path / "own.json"
+    src.write_text(json.dumps(rows))
+    out = tmp_path / "o.parquet"
+    args = ["--format", "qa", "--data-source", "math", "--prompt-field", "q", "--answer-field", "a", "--input", src,
+            "--output", out]
+    status, _, err = call(eval_sets.main, *args, capsys=capsys)
+    assert status == 1 and str(src) in err and "row 1 (line 1), field 'a': missing field" in err
+    status, stdout, _ = call(eval_sets.main, *args, "--on-error", "skip", "--template", "boxed", capsys=capsys)
+    assert status == 0 and "skipped: 2 rows" in stdout
+    assert "missing field: a" in stdout and "empty value: q" in stdout
+    written = read_rows(out)
+    assert [r["reward_model"]["ground_truth"] for r in written] == ["5", "1.5"]
+    assert [r["extra_info"]["source_row"] for r in written] == [0, 3]
+    assert written[0]["prompt"] == templates.render("boxed", "What is 2+3?")
+    # usage errors
+    for extra, message in [([], "--format qa needs --data-source"),
+                           (["--data-source", "no_such_benchmark"], "unknown data_source")]:
+        status, _, err = call(eval_sets.main, "--format", "qa", "--input", src, "--output", out, *extra, capsys=capsys)
+        assert status == 1 and message in err
+    status, _, err = call(eval_sets.main, "--format", "aime24", "--data-source", "aime25", "--input",
+                          FIXTURES / "aime24.jsonl", "--output", out, capsys=capsys)
+    assert status == 1 and "only valid with --format qa" in err
+
+
+def test_qa_multiple_choice_answers_must_be_letters(tmp_path, capsys):
+    src = write_jsonl(tmp_path / "mc.jsonl", [
+        {"prompt": "Pick one.\n\nA. red\nB. blue", "answer": "b"},
+        {"prompt": "Pick one.\n\nA. red\nB. blue", "answer": "blue"},
+    ])
+    out = tmp_path / "o.parquet"
+    status, _, err = call(eval_sets.main, "--format", "qa", "--data-source", "gpqa", "--input", src, "--output", out,
+                          capsys=capsys)
+    assert status == 1 and "row 1 (line 2), field 'answer'" in err and "option letter" in err
+    status, stdout, _ = call(eval_sets.main, "--format", "qa", "--data-source", "gpqa", "--input", src,
+                             "--output", out, "--on-error", "skip", capsys=capsys)
+    row, = read_rows(out)
+    assert status == 0 and row["reward_model"]["ground_truth"] == "B" and row["ability"] == "multiple_choice"
+    from recipe_srft.reward import compute_score
+
+    assert compute_score(data_source="gpqa", solution_str="\\boxed{B}", ground_truth="B", extra_info={})["score"] == 1
+    assert compute_score(data_source="gpqa", solution_str="\\boxed{A}", ground_truth="B", extra_info={})["score"] == 0
+
+
+def test_aime25_named_format(tmp_path, capsys):
+    out = tmp_path / "aime25.parquet"
+    status, _, err = call(eval_sets.main, "--format", "aime25", "--input", FIXTURES / "aime25.jsonl", "--output", out,
+                          capsys=capsys)
+    assert status == 0, err
+    rows = read_rows(out)
+    source = [json.loads(line) for line in (FIXTURES / "aime25.jsonl").read_text().splitlines()]
+    assert {r["data_source"] for r in rows} == {"aime25"}
+    assert [r["reward_model"]["ground_truth"] for r in rows] == [str(s["answer"]) for s in source]
+    assert [user_text(r) for r in rows] == [s.get("problem") or s["question"] for s in source]
 
 
 # --------------------------------------------------------------------------- GPQA shuffle
