@@ -124,6 +124,9 @@ class SRFTConfig:
     startup_timeout_s: Optional[float] = 1800.0
     #: Seconds one training step may take, likewise; null or 0 = no limit (long generations on a GPU).
     step_timeout_s: Optional[float] = None
+    #: Seconds one weight sync (actor -> rollout servers, after set-up and after every update) may take, likewise.
+    #: A receiver that fails leaves verl's sender blocked on its socket forever; this bounds it. null or 0 = no limit.
+    weight_sync_timeout_s: Optional[float] = 600.0
     #: Directory for one ``step_<N>.pt`` per step with each trajectory's optimizer mini-batch, rank, demo flag,
     #: prompt/response ids and the mini-batch's demo-token count (debugging the batch layout; tests read it).
     dump_minibatches_dir: Optional[str] = None
@@ -143,7 +146,7 @@ class SRFTConfig:
 _LOSS_FIELDS = {f.name for f in fields(SRFTLossConfig)}
 _TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats",
                "demo_fields", "replay_poll_interval_s", "dump_minibatches_dir",
-               "startup_timeout_s", "step_timeout_s"}
+               "startup_timeout_s", "step_timeout_s", "weight_sync_timeout_s"}
 #: Loss fields that are taken from verl's actor config, never from ``srft:``.
 _FROM_ACTOR = set(ACTOR_LOSS_KNOBS)
 

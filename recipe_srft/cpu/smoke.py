@@ -150,6 +150,61 @@ def _ray_stop() -> None:
         pass
 
 
+#: ``/dev/shm`` entries that a run's processes create and, killed, never unlink: vLLM's shared-memory message
+#: queues (``psm_*``, ``multiprocessing.shared_memory``) and their semaphores (``sem.mp-*``), verl's weight-transfer
+#: buckets (``verl_weights_*``, ``verl/workers/rollout/vllm_rollout/bucketed_weight_transfer.py:190``). Ray ends its
+#: workers with SIGKILL at shutdown and this launcher kills the trainer's process group, so no exit handler runs.
+SHM_PATTERNS = ("psm_*", "sem.mp-*", "verl_weights_*")
+SHM_DIR = Path("/dev/shm")
+
+
+def shm_entries(shm_dir: Path = SHM_DIR) -> set[str]:
+    """Names in ``shm_dir`` matching :data:`SHM_PATTERNS`."""
+    if not shm_dir.is_dir():
+        return set()
+    return {p.name for pattern in SHM_PATTERNS for p in shm_dir.glob(pattern)}
+
+
+def _shm_in_use(shm_dir: Path) -> set[str]:
+    """Names under ``shm_dir`` that a live process has open or mapped (``/proc/*/fd``, ``/proc/*/maps``)."""
+    used: set[str] = set()
+    prefix = str(shm_dir) + "/"
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith(prefix):
+                    used.add(target[len(prefix):].split(" ")[0])
+            for line in (proc / "maps").read_text().splitlines():
+                if prefix in line:
+                    used.add(line.split(prefix, 1)[1].split(" ")[0])
+        except (OSError, ValueError):
+            continue  # gone, or not ours to read
+    return used
+
+
+def sweep_shm(before: set[str], shm_dir: Path = SHM_DIR) -> list[str]:
+    """Removes the :data:`SHM_PATTERNS` entries created since ``before`` that no live process uses; returns them.
+
+    Called by :func:`run_trainer` once the trainer's process group is gone: what is left of it can no longer be
+    used, and an entry another program holds open is kept.
+    """
+    leftover = sorted(shm_entries(shm_dir) - set(before))
+    if not leftover:
+        return []
+    in_use = _shm_in_use(shm_dir)
+    removed = []
+    for name in leftover:
+        if name in in_use:
+            continue
+        try:
+            (shm_dir / name).unlink()
+            removed.append(name)
+        except OSError:
+            pass
+    return removed
+
+
 def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.main_ppo",
                 config_dir: Path = CONFIG_DIR, config_name: str | None = None, timeout: float = 900,
                 echo: bool = True, env: dict | None = None, ray_stop: bool | None = None
@@ -158,7 +213,8 @@ def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.
 
     ``env`` adds variables to the child's environment. Past ``timeout`` s (output or not) the child's
     process group is killed, then ``ray stop --force`` runs if ``ray_stop`` (default: if the log shows
-    that the trainer started Ray), and :class:`TrainerTimeout` says which phase did not finish.
+    that the trainer started Ray), and :class:`TrainerTimeout` says which phase did not finish. Either way the
+    shared-memory segments the run left in ``/dev/shm`` are removed (:func:`sweep_shm`).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", entry, "--config-dir", str(config_dir)]
@@ -168,6 +224,7 @@ def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.
     child_env = apply_cpu_env(dict(os.environ))
     child_env.update(env or {})
     log_path = out_dir / "train.log"
+    shm_before = shm_entries()
     lines: list[str] = []
     tracker = PhaseTracker()
     deadline = time.monotonic() + timeout
@@ -208,6 +265,8 @@ def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.
             _kill_group(proc.pid)
             proc.wait()
             raise
+        finally:
+            sweep_shm(shm_before)
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
 
 

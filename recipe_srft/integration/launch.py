@@ -20,6 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ..losses import actor_loss_knobs
 from ..srft_config import SRFTConfig, resolve_srft_config
 from .verl_checks import preset_verl_conflicts, unhonoured_verl_settings
+from .verl_batch import verl_batch_problems
 
 #: Top-level key where :func:`apply_srft_group` records the user's n (not a user key: it marks the config as
 #: already transformed, so a second call changes nothing).
@@ -62,6 +63,10 @@ def check_verl_config(config, srft: SRFTConfig) -> None:
         problems.append(f"trainer.v1.trainer_mode={config.trainer.v1.get('trainer_mode')}: expected srft")
     problems += unhonoured_verl_settings(config)
     problems += preset_verl_conflicts(config, srft.preset)
+    if str(OmegaConf.select(config, "trainer.device", default="")) == "cpu":
+        from ..cpu.engines import rollout_engine_problems  # the CPU runtime's own check (GPU runs never import it)
+
+        problems += rollout_engine_problems(config)
     try:
         problems += batch_checks(config, srft)[0]
     except (TypeError, ValueError, OmegaConfBaseException) as exc:
@@ -184,32 +189,10 @@ def batch_checks(config, srft: SRFTConfig, use_ref: Optional[bool] = None) -> tu
     if n_gpus % mp:
         problems.append(f"{n_gpus} GPUs are not divisible by the actor's model/sequence-parallel size {mp}")
     dp = max(1, n_gpus // mp)
-    if (mini * group) % dp:
-        problems.append(f"an optimizer mini-batch of {mini * group} trajectories ({mini} prompts x group {group}) does "
-                        f"not split evenly over the actor's {dp} data-parallel ranks; the SRFT trainer's per-mini-batch "
-                        f"demo-token counts assume it does: pick ppo_mini_batch_size so that {mini}*{group} % {dp} == 0")
-    if (tbs * group) % dp:
-        problems.append(f"a rollout batch of {tbs * group} trajectories does not split over {dp} data-parallel ranks "
-                        f"(verl would pad it)")
-
-    # token budgets
-    budgets = {}
-    if actor.use_dynamic_bsz:
-        budgets["actor_rollout_ref.actor.ppo_max_token_len_per_gpu"] = int(actor.ppo_max_token_len_per_gpu)
-    else:
-        mbs = actor.get("ppo_micro_batch_size_per_gpu")
-        if mbs and ((mini * group) // dp) % int(mbs):
-            problems.append(f"{(mini * group) // dp} trajectories per rank and mini-batch are not a multiple of "
-                            f"actor.ppo_micro_batch_size_per_gpu={mbs}")
-    if rollout.get("log_prob_use_dynamic_bsz"):
-        budgets["actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu"] = int(rollout.log_prob_max_token_len_per_gpu)
-    ref = config.actor_rollout_ref.get("ref") or {}
-    if use_ref and ref.get("log_prob_use_dynamic_bsz"):
-        budgets["actor_rollout_ref.ref.log_prob_max_token_len_per_gpu"] = int(ref.log_prob_max_token_len_per_gpu)
-    for key, budget in budgets.items():
-        if budget * sp < longest:
-            problems.append(f"{key}={budget} (x sequence parallel {sp}) cannot hold one trajectory of up to "
-                            f"{longest} tokens (max_prompt_length {prompt_len} + max_response_length {response_len})")
+    # what verl asserts later about mini-/micro-batches, ranks and token budgets (one home: verl_batch.py)
+    verl_problems, budgets = verl_batch_problems(config, n=n, m=m, tbs=tbs, mini=mini, dp=dp, sp=sp,
+                                                 longest=longest, n_gpus=n_gpus, use_ref=use_ref)
+    problems += verl_problems
 
     # positions of the model (pitfall 4) and vLLM's context
     limit, source = _model_position_limit(str(config.actor_rollout_ref.model.path))

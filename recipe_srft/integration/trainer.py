@@ -96,7 +96,15 @@ class SRFTTrainer(PPOTrainerSync):
     def on_init_end(self):
         actor_cfg = omega_conf_to_dataclass(self.config.actor_rollout_ref.actor)
         self.actor_rollout_wg.set_loss_fn(partial(srft_loss_fn, config=actor_cfg, srft_cfg=self.srft.loss))
-        super().on_init_end()
+        with self.watchdog.phase("weight sync: actor -> rollout servers (after set-up)",
+                                 self.srft.weight_sync_timeout_s):
+            super().on_init_end()  # verl's PPOTrainerSync syncs the (loaded) weights here
+
+    def on_step_end(self):
+        # verl's PPOTrainerSync.on_step_end pushes the updated weights; a failed receiver would block it forever
+        with self.watchdog.phase(f"weight sync: actor -> rollout servers (after step {self.global_steps})",
+                                 self.srft.weight_sync_timeout_s):
+            super().on_step_end()
 
     # ------------------------------------------------------------------ demonstrations in groups
     def _fetch_one_gen_batch(self) -> TensorDict:
