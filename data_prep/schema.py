@@ -31,6 +31,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_prep.templates import RECORDED_TEMPLATE_NAMES
+from recipe_srft.data_check import ground_truth_problem
 from recipe_srft.demos import extract_demos
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("data_source", "prompt", "ability", "reward_model", "extra_info")
@@ -163,18 +164,10 @@ def check_row(row: dict[str, Any], *, training: bool | None = None) -> list[Prob
             isinstance(m, dict) and m.get("role") == "user" for m in row["prompt"]
         ):
             problems.append(Problem("prompt", "invalid value", "no user message"))
-    reward_model = row.get("reward_model")
-    if reward_model is not None:
-        if not isinstance(reward_model, dict):
-            problems.append(Problem("reward_model", "wrong type", "expected {ground_truth, style}"))
-        else:
-            truth = reward_model.get("ground_truth")
-            if truth is None:
-                problems.append(Problem("reward_model.ground_truth", "missing ground truth", "missing"))
-            elif not isinstance(truth, str):
-                problems.append(Problem("reward_model.ground_truth", "wrong type", "expected a string"))
-            elif not truth.strip():
-                problems.append(Problem("reward_model.ground_truth", "empty ground truth", "empty"))
+    if row.get("reward_model") is not None:  # missing: reported with the required columns above
+        truth_problem = ground_truth_problem(row)  # the rule the trainer's start-up check applies too
+        if truth_problem is not None:
+            problems.append(Problem(*truth_problem))
     extra_info = row.get("extra_info")
     if extra_info is not None:
         if not isinstance(extra_info, dict):

@@ -25,8 +25,14 @@ Checks, in one pass:
   no ``</think>`` (both score 0 under the think-format reward), ``boxed``
   demonstrations without ``\\boxed{}``.
 
+``--demo-fields target,demo`` reads the demonstration as the trainer does
+(``srft.demo_fields``) and makes a row without one an error.  The ground-truth,
+demonstration, length and reward rules are those of the trainer's start-up check
+(``recipe_srft/data_check.py``, ``srft.data_check``), which prints this command.
+
 Errors (schema, ground truth, over-long prompt or demonstration, demonstration
-rejected by or not gradable by the reward) make the exit status 1.  ``--fix drop``
+rejected by or not gradable by the reward, no demonstration with ``--demo-fields``)
+make the exit status 1.  ``--fix drop``
 writes the rows without errors to ``--output``; ``--fix truncate`` cuts over-long
 demonstrations to ``--max-response-length`` tokens (EOS included) and drops the
 other broken rows (demonstrations are graded before the cut).  A truncated
@@ -45,23 +51,20 @@ import argparse
 import statistics
 import sys
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pyarrow as pa
 
 from data_prep.common import DataPrepError, non_negative_int, positive_int, read_parquet_rows, write_table
 from data_prep.schema import REQUIRED_COLUMNS, TARGET_COLUMN, check_row, demonstration_of, prompt_key
 from data_prep.templates import BOXED, THINK_GENERATION_SUFFIX, uses_think_format
-from recipe_srft.demos import eos_tokens, strip_think_prefix
+from recipe_srft.data_check import (PROGRESS_MIN_ROWS, demo_rejected, demo_token_lengths, grade_demos,  # noqa: F401
+                                    render_prompt, row_demos, token_counts)
 from recipe_srft.grading.extract import ANSWER_EXTRACTIONS, last_boxed
 
 DEFAULT_LIST = 20
-TOKENIZE_CHUNK = 256
-#: Show a progress bar (when tqdm is installed) while grading at least this many demonstrations.
-PROGRESS_MIN_ROWS = 2000
 
 # error kinds
 SCHEMA = "schema violation"
@@ -69,6 +72,7 @@ GROUND_TRUTH = "missing or empty ground truth"
 PROMPT_TOO_LONG = "prompt too long"
 DEMO_TOO_LONG = "demonstration too long"
 CHAT_TEMPLATE_FAILED = "chat template failed"
+NO_DEMO = "no usable demonstration (--demo-fields)"
 DEMO_REJECTED = "demonstration rejected by the reward (scores 0: a negative in its group)"
 NOT_GRADABLE = "row the reward cannot grade"
 # warning kinds
@@ -135,15 +139,6 @@ def load_tokenizer(path: str):
     return tokenizer
 
 
-def token_counts(tokenizer, texts: list[str]) -> list[int]:
-    """Token counts of ``texts`` without special tokens (batched)."""
-    counts: list[int] = []
-    for start in range(0, len(texts), TOKENIZE_CHUNK):
-        encoded = tokenizer(texts[start : start + TOKENIZE_CHUNK], add_special_tokens=False)["input_ids"]
-        counts.extend(len(ids) for ids in encoded)
-    return counts
-
-
 def truncate_to_tokens(tokenizer, text: str, max_tokens: int) -> str:
     """The longest prefix of ``text`` (on token boundaries) that has at most ``max_tokens`` tokens."""
     if max_tokens <= 0:
@@ -179,10 +174,13 @@ def _template(row: dict[str, Any]) -> str | None:
 
 
 def check_rows(rows: list[dict[str, Any]], columns: list[str], *, tokenizer=None, max_prompt_length: int | None = None,
-               max_response_length: int | None = None, answer_extraction: str | None = None) -> Validation:
+               max_response_length: int | None = None, answer_extraction: str | None = None,
+               demo_fields: Sequence[str] | None = None) -> Validation:
     """Run every check on ``rows`` (as read from the parquet file).
 
-    ``answer_extraction`` is passed to the reward (None: the reward's default).
+    ``answer_extraction`` is passed to the reward (None: the reward's default). ``demo_fields``: read the
+    demonstration as the trainer does (``srft.demo_fields``, first non-empty field wins) and flag rows without one;
+    None: LUFFY's ``target`` column only (required when the file has it).
     """
     result = Validation(n_rows=len(rows), columns=columns)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
@@ -212,7 +210,9 @@ def check_rows(rows: list[dict[str, Any]], columns: list[str], *, tokenizer=None
             result.warn(DUPLICATE, i)
         else:
             seen[key] = i
-        demo = demonstration_of(row)
+        demo = _demo_text(row, demo_fields)
+        if demo is None and demo_fields is not None:
+            result.error(NO_DEMO, i, f"no non-empty demonstration in {', '.join(demo_fields)}")
         if demo is not None:
             graded.append(i)
         if demo is not None and uses_think_format(template) and "</think>" not in demo:
@@ -220,10 +220,19 @@ def check_rows(rows: list[dict[str, Any]], columns: list[str], *, tokenizer=None
         if demo is not None and template == BOXED and last_boxed(demo) is None:
             result.warn(BOXED_DEMO, i)
 
-    _check_demo_answers(result, rows, graded, answer_extraction)
+    _check_demo_answers(result, rows, graded, answer_extraction, demo_fields)
     if tokenizer is not None:
-        _check_lengths(result, rows, valid, tokenizer, max_prompt_length, max_response_length)
+        _check_lengths(result, rows, valid, tokenizer, max_prompt_length, max_response_length, demo_fields)
     return result
+
+
+def _demo_text(row: dict[str, Any], demo_fields: Sequence[str] | None) -> str | None:
+    """The row's demonstration: ``target``'s (``schema.demonstration_of``), or the trainer's reading of
+    ``demo_fields`` (``recipe_srft.data_check.row_demos``)."""
+    if demo_fields is None:
+        return demonstration_of(row)
+    demos = row_demos(row, demo_fields, 1)
+    return demos[0] if demos else None
 
 
 def _clip(text: str, limit: int) -> str:
@@ -234,60 +243,39 @@ def _short(text: str, limit: int = 60) -> str:
     return repr(_clip(text, limit))
 
 
-def _grade_demo(row: dict[str, Any], kwargs: dict[str, Any]) -> tuple[dict[str, Any] | None, str | None]:
-    """The reward's verdict on the row's demonstration: ``(result, None)`` or ``(None, why not gradable)``."""
-    from recipe_srft.reward import compute_score
-
-    try:
-        return compute_score(row["data_source"], demonstration_of(row), row["reward_model"]["ground_truth"],
-                             extra_info=row.get("extra_info"), **kwargs), None
-    except ValueError as exc:  # unknown data_source, unusable ground truth
-        return None, _clip(str(exc).splitlines()[0], 160)
-
-
-def _progress(results, total: int):
-    """``results`` wrapped in a tqdm bar on stderr when the set is large and tqdm is installed."""
-    if total < PROGRESS_MIN_ROWS:
-        return results
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return results
-    return tqdm(results, total=total, desc="reward check", unit="demo", file=sys.stderr)
-
-
 def _check_demo_answers(result: Validation, rows: list[dict[str, Any]], ids: list[int],
-                        answer_extraction: str | None) -> None:
-    """Grade each demonstration against its ground truth with the training reward (see the module docstring).
-
-    The reward's math-verify calls run in its pool of worker processes; one grading thread per
-    worker keeps them all busy (~50k demonstrations take minutes, not hours).
-    """
+                        answer_extraction: str | None, demo_fields: Sequence[str] | None = None) -> None:
+    """Grade each demonstration against its ground truth with the training reward (see the module docstring;
+    the rule and the threads that keep the reward's process pool busy: ``recipe_srft.data_check.grade_demos``)."""
     if not ids:
         return
+    from functools import partial
+
     from recipe_srft.reward import DEFAULT_MAX_WORKERS, compute_score
 
     kwargs: dict[str, Any] = {"max_workers": DEFAULT_MAX_WORKERS}
     if answer_extraction is not None:
         kwargs["answer_extraction"] = answer_extraction
     compute_score("math", "", "0", **kwargs)  # a bad configuration raises here, not once per row
-    with ThreadPoolExecutor(max_workers=DEFAULT_MAX_WORKERS) as pool:
-        verdicts = pool.map(lambda i: _grade_demo(rows[i], kwargs), ids)
-        for i, (scored, why) in zip(ids, _progress(verdicts, len(ids))):
-            if scored is None:
-                result.error(NOT_GRADABLE, i, why)
-            elif scored["score"] != 1.0:
-                truth = rows[i]["reward_model"]["ground_truth"]
-                read = f"reads {_short(scored['pred'])}" if scored["pred"] else "reads no answer"
-                result.error(DEMO_REJECTED, i, f"the reward {read}; ground truth {_short(str(truth))}")
+    items = [(rows[i]["data_source"], _demo_text(rows[i], demo_fields), rows[i]["reward_model"]["ground_truth"],
+              rows[i].get("extra_info")) for i in ids]
+    verdicts = grade_demos(items, partial(compute_score, **kwargs), workers=DEFAULT_MAX_WORKERS)
+    for i, (score, pred, why) in zip(ids, verdicts):
+        if score is None:
+            result.error(NOT_GRADABLE, i, why)
+        elif demo_rejected(score):
+            truth = rows[i]["reward_model"]["ground_truth"]
+            read = f"reads {_short(pred)}" if pred else "reads no answer"
+            result.error(DEMO_REJECTED, i, f"the reward {read}; ground truth {_short(str(truth))}")
 
 
 def _check_lengths(result: Validation, rows: list[dict[str, Any]], valid: list[int], tokenizer,
-                   max_prompt_length: int | None, max_response_length: int | None) -> None:
+                   max_prompt_length: int | None, max_response_length: int | None,
+                   demo_fields: Sequence[str] | None = None) -> None:
     rendered: dict[int, str] = {}
     for i in valid:
         try:
-            rendered[i] = tokenizer.apply_chat_template(rows[i]["prompt"], add_generation_prompt=True, tokenize=False)
+            rendered[i] = render_prompt(tokenizer, rows[i]["prompt"])
         except Exception as exc:  # jinja errors of the model's own template (e.g. unsupported roles)
             result.error(CHAT_TEMPLATE_FAILED, i, f"chat template failed: {exc}")
     ids = list(rendered)
@@ -298,18 +286,12 @@ def _check_lengths(result: Validation, rows: list[dict[str, Any]], valid: list[i
         if uses_think_format(_template(rows[i])) and not rendered[i].endswith(THINK_GENERATION_SUFFIX):
             result.warn(THINK_PROMPT, i)
 
-    demos: dict[int, str] = {}
-    for i in ids:
-        demo = demonstration_of(rows[i])
-        if demo is None:
-            continue
-        demo, stripped = strip_think_prefix(demo, rendered[i])  # the rule the agent loop applies
-        if stripped:
+    demo_ids = [i for i in ids if _demo_text(rows[i], demo_fields) is not None]
+    lengths, stripped = demo_token_lengths(tokenizer, [_demo_text(rows[i], demo_fields) for i in demo_ids],
+                                           [rendered[i] for i in demo_ids], progress="demonstration lengths")
+    for i, length, was_stripped in zip(demo_ids, lengths, stripped):  # the rule of the trainer's start-up check
+        if was_stripped:
             result.think_prefix_rows.add(i)
-        demos[i] = demo
-    demo_ids = list(demos)
-    for i, count in zip(demo_ids, token_counts(tokenizer, [demos[i] for i in demo_ids])):
-        length = count + eos_tokens(tokenizer)
         result.demo_lengths[i] = length
         if max_response_length is not None and length > max_response_length:
             result.error(DEMO_TOO_LONG, i, f"demonstration has {length} tokens (with EOS) > {max_response_length}")
@@ -371,8 +353,10 @@ def render_summary(path: str, result: Validation, options: argparse.Namespace) -
     """The one-screen summary."""
     limit = options.list
     lines = [f"data_prep.validate: {path}"]
-    training = TARGET_COLUMN in result.columns
-    lines.append(f"  rows: {result.n_rows}   demonstrations: {'yes (target column)' if training else 'no'}")
+    fields = _fields(getattr(options, "demo_fields", None))
+    training = TARGET_COLUMN in result.columns or fields is not None
+    where = f"columns {', '.join(fields)}" if fields else "target column"
+    lines.append(f"  rows: {result.n_rows}   demonstrations: {f'yes ({where})' if training else 'no'}")
     if result.data_sources:
         lines.append("  data_source: " + ", ".join(f"{k} {v}" for k, v in sorted(result.data_sources.items())))
     lines.append("  template:    " + ", ".join(f"{k} {v}" for k, v in sorted(result.templates.items())))
@@ -432,12 +416,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", metavar="OUT", help="where --fix writes the cleaned parquet file")
     parser.add_argument("--list", type=non_negative_int, default=DEFAULT_LIST, metavar="N",
                         help=f"how many row ids to list per finding (default: {DEFAULT_LIST})")
+    parser.add_argument("--demo-fields", metavar="F1,F2",
+                        help="read the demonstration from these columns as the trainer does (srft.demo_fields, "
+                        "e.g. target,demo: the first non-empty one wins) and make a row without one an error; "
+                        "default: LUFFY's target column only")
     parser.add_argument("--answer-extraction", choices=ANSWER_EXTRACTIONS,
                         help="the reward's answer_extraction when grading demonstrations: luffy = the last "
                         "non-empty \\boxed{}, else math-verify's own extraction (LUFFY's rule); boxed = "
                         "\\boxed{} only; default: the reward's default (luffy, or "
                         "$SRFT_REWARD_ANSWER_EXTRACTION); give the training run's value")
     return parser
+
+
+def _fields(text: str | None) -> tuple[str, ...] | None:
+    return tuple(f.strip() for f in text.split(",") if f.strip()) if text else None
 
 
 def run(options: argparse.Namespace) -> tuple[str, int]:
@@ -448,7 +440,8 @@ def run(options: argparse.Namespace) -> tuple[str, int]:
         print("warning: the tokenizer has no EOS token; demonstration lengths still count one", file=sys.stderr)
     result = check_rows(rows, table.column_names, tokenizer=tokenizer, max_prompt_length=options.max_prompt_length,
                         max_response_length=options.max_response_length,
-                        answer_extraction=options.answer_extraction)
+                        answer_extraction=options.answer_extraction,
+                        demo_fields=_fields(options.demo_fields))
     summary = render_summary(options.file, result, options)
     if not options.fix:
         return summary, 0 if result.ok else 1
@@ -476,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--output is only used with --fix")
     if (options.max_prompt_length or options.max_response_length) and not options.tokenizer:
         parser.error("--max-prompt-length/--max-response-length need --tokenizer")
+    if options.fix == "truncate" and _fields(options.demo_fields) not in (None, (TARGET_COLUMN,)):
+        parser.error("--fix truncate rewrites the target column only; use --fix drop with --demo-fields")
     if options.fix == "truncate" and not options.max_response_length:
         parser.error("--fix truncate needs --max-response-length (and --tokenizer)")
     if options.output and Path(options.output).resolve() == Path(options.file).resolve():

@@ -133,6 +133,11 @@ class SRFTConfig:
     #: Mixed training sources: list of {path, weight, name}; None = data.train_files as verl reads them.
     data_sources: Optional[list] = None
     data_seed: int = 0
+    #: Training rows without a ground truth or a usable demonstration, with a demonstration over the response length
+    #: or one the reward rejects (recipe_srft.data_check, at start-up): "error" stops, "skip" drops, "keep" trains on.
+    data_check: str = "error"
+    #: Demonstrations the start-up check grades with the reward (a seeded sample); null = all, 0 = none.
+    data_check_reward_rows: Optional[int] = 1024
 
     def __post_init__(self):
         if self.demos_per_prompt < 0:
@@ -146,7 +151,7 @@ class SRFTConfig:
 _LOSS_FIELDS = {f.name for f in fields(SRFTLossConfig)}
 _TOP_FIELDS = {"demos_per_prompt", "demo_reward", "norm_adv_by_std", "demos_in_group_stats",
                "demo_fields", "replay_poll_interval_s", "dump_minibatches_dir",
-               "startup_timeout_s", "step_timeout_s", "weight_sync_timeout_s"}
+               "startup_timeout_s", "step_timeout_s", "weight_sync_timeout_s", "data_check", "data_check_reward_rows"}
 #: Loss fields that are taken from verl's actor config, never from ``srft:``.
 _FROM_ACTOR = set(ACTOR_LOSS_KNOBS)
 

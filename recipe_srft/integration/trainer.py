@@ -45,6 +45,7 @@ from verl.workers.utils.padding import response_to_nested
 from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
 from .. import contract as C
 from ..advantage import grpo_advantage_with_demos
+from ..data_check import batch_data_metrics, check_training_data
 from ..demos import count_demos
 from ..losses import rows_with_rl_term, srft_loss_fn
 from ..minibatch import minibatch_ids, whole_group_order
@@ -86,6 +87,9 @@ class SRFTTrainer(PPOTrainerSync):
         return buffer
 
     def _init_dataloader(self):
+        # srft.data_check (recipe_srft.data_check): broken training rows stop the run, are dropped or are kept, here,
+        # before verl builds its datasets (skip: data.train_files / srft.data.sources become copies without them)
+        check_training_data(self.config, self.srft, self.tokenizer)
         if not self.srft.data_sources:
             return super()._init_dataloader()
         from .mixed_data import init_mixed_train_dataloader
@@ -206,6 +210,8 @@ class SRFTTrainer(PPOTrainerSync):
         )
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
         metrics.update(srft_data_metrics(scores, uids, is_demo, truncated, valid))
+        if self.srft.demos_per_prompt > 0:  # what reached the batch: prompts without a demo, demos scored 0
+            metrics.update(batch_data_metrics(scores, uids, is_demo, valid))
         metrics.update(split_metrics("score_mean", scores, is_demo, valid))
         metrics.update(split_metrics("response_length_mean", padded["response_mask"].float().sum(-1), is_demo, valid))
         return batch

@@ -24,7 +24,11 @@
 6. the batch arithmetic of the SRFT trainer: group = n + m, whole mini-batches of whole groups,
    mini-batches split evenly over the actor's data-parallel ranks, GPUs divisible by the rollout's
    model-parallel size, dynamic-batch token budgets that hold the longest trajectory, and the
-   model's position limit (``config.json`` of a local model, else a small table of known models).
+   model's position limit (``config.json`` of a local model, else a small table of known models), and
+   every mini-/micro-batch split verl asserts later (``recipe_srft/integration/verl_batch.py``);
+7. the trainer's start-up data check (``srft.data_check``, ``recipe_srft/data_check.py``) when the
+   training files are here: rows without a ground truth or a usable demonstration, demonstrations
+   over the response length (with the tokenizer of a local model folder) or rejected by the reward.
 
 CUDA is hidden (``CUDA_VISIBLE_DEVICES=""``) when run as a program. Nothing here needs the model or
 the data files; missing files are listed as notes.
@@ -431,6 +435,12 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
         for f in files:
             if f and not Path(os.path.expanduser(str(f))).exists():
                 notes.append(f"{key}: {f} does not exist here (fine for a dry run; needed for the real run)")
+    # the trainer's start-up data check (srft.data_check), when the training files are here
+    from ..data_check import dry_run_data_check
+
+    data_problems, data_notes = dry_run_data_check(config, srft)
+    problems += data_problems
+    notes += data_notes
     model_path = Path(os.path.expanduser(str(config.actor_rollout_ref.model.path)))
     if not model_path.exists():
         notes.append(f"model {config.actor_rollout_ref.model.path} is not a local path (a hub id is downloaded at "
