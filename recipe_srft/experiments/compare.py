@@ -45,7 +45,9 @@ import time
 from pathlib import Path
 
 from ..tools.console_metrics import read_console_metrics
-from .demo import REPO, _log, evaluate, paired_difference, train_overrides
+from ..cpu.precision import resolve_precision
+from ..cpu.smoke import add_rollout_argument, resolve_rollout_engine
+from .demo import REPO, _log, add_precision_argument, evaluate, paired_difference, train_overrides
 from .demo_task import write_demo_task
 from ..cpu.smoke import run_trainer
 
@@ -95,7 +97,7 @@ def wilson(successes: float, total: int) -> list[float]:
 def settings_key(args) -> str:
     """What makes two records comparable: the budget and task settings (not the seed, method or output folder)."""
     keys = ("steps", "prompts", "n", "lr", "train_rows", "val_rows", "max_prompt_length", "max_new_tokens",
-            "sft_rl_split", "sft_nproc")
+            "sft_rl_split", "sft_nproc", "rollout_engine", "precision")
     blob = json.dumps({k: getattr(args, k) for k in keys}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -169,7 +171,8 @@ def run_method(method: str, seed: int, model: Path, train: Path, val: Path, base
         "final_entropy": last_metric(rows, "srft/onpolicy/entropy"),
         "onpolicy_solve_rate": mean_metric(rows, "srft/onpolicy_solve_rate"),
         "model": "SmolLM2-135M-Instruct", "prompts_per_step": args.prompts, "rollouts_per_prompt": args.n,
-        "lr": args.lr, "settings": settings_key(args), "minutes": round((time.time() - t0) / 60, 1),
+        "lr": args.lr, "rollout_engine": args.rollout_engine, "precision": args.precision,
+        "settings": settings_key(args), "minutes": round((time.time() - t0) / 60, 1),
         "date": time.strftime("%Y-%m-%d"), "command": args.command,
     }
 
@@ -247,7 +250,11 @@ def main(argv=None):
     p.add_argument("--max-prompt-length", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--results", default=None, help="also append each new record to this JSON-lines file")
+    add_rollout_argument(p)
+    add_precision_argument(p)
     args = p.parse_args(argv)
+    args.rollout_engine = resolve_rollout_engine(args.rollout, _log)
+    args.precision = resolve_precision(args.precision, _log)
     args.command = "python -m recipe_srft.experiments.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     seeds = {m: args.seeds for m in methods}

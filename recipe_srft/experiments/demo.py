@@ -27,7 +27,8 @@ from pathlib import Path
 
 from .demo_task import write_demo_task
 from ..cpu.env import apply_cpu_env
-from ..cpu.smoke import run_trainer
+from ..cpu.precision import PRECISIONS, precision_overrides, resolve_precision
+from ..cpu.smoke import add_rollout_argument, resolve_rollout_engine, run_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,6 +55,11 @@ def evaluate(model: Path, val: Path, out: Path, max_new_tokens: int) -> dict:
            "--n", "1", "--temperature", "0", "--max-new-tokens", str(max_new_tokens), "--batch-size", "64",
            "--backend", "hf"]
     subprocess.run(cmd, check=True, cwd=REPO, env=apply_cpu_env(dict(os.environ)))
+    return read_scores(out)
+
+
+def read_scores(out: Path) -> dict:
+    """(source, prompt index) -> score of an evaluation folder's ``samples.jsonl``."""
     scores = {}
     with open(out / "samples.jsonl") as f:
         for line in f:
@@ -78,7 +84,7 @@ def train_overrides(model: Path, train: Path, val: Path, out: Path, args) -> lis
     from ..srft_config import preset_verl_overrides  # imports torch: not at module import
 
     return [
-        "+runtime=cpu", f"srft.preset={args.preset}",
+        "+runtime=cpu", f"srft.preset={args.preset}", f"actor_rollout_ref.rollout.name={args.rollout_engine}",
         f"data.train_files={train}", f"data.val_files={val}", f"data.train_batch_size={args.prompts}",
         f"data.max_prompt_length={args.max_prompt_length}", f"data.max_response_length={args.max_new_tokens}",
         f"actor_rollout_ref.model.path={model}", f"actor_rollout_ref.rollout.n={args.n}",
@@ -93,7 +99,13 @@ def train_overrides(model: Path, train: Path, val: Path, out: Path, args) -> lis
         "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
         "trainer.project_name=srft_cpu_demo", f"trainer.experiment_name={args.preset}",
         f"trainer.rollout_data_dir={out}/rollouts",
-    ] + preset_verl_overrides(args.preset, args.max_new_tokens)
+    ] + preset_verl_overrides(args.preset, args.max_new_tokens) + precision_overrides(args.precision)
+
+
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="training/rollout precision: bf16 mixed precision (fp32 master weights and reductions, "
+                             "as on a GPU) or fp32; auto = bf16 when the CPU has AMX (recipe_srft/cpu/precision.py)")
 
 
 def main(argv=None):
@@ -111,7 +123,11 @@ def main(argv=None):
     p.add_argument("--max-prompt-length", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=48)
     p.add_argument("--skip-base-eval", action="store_true", help="reuse OUT/eval_base if present")
+    add_rollout_argument(p)
+    add_precision_argument(p)
     args = p.parse_args(argv)
+    args.rollout_engine = resolve_rollout_engine(args.rollout, _log)
+    args.precision = resolve_precision(args.precision, _log)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -126,7 +142,11 @@ def main(argv=None):
     else:
         train, val = gsm8k_task(out / "data", args.train_rows, args.val_rows)
     _log(f"3/5 evaluating the base model on {args.val_rows} held-out problems")
-    base = evaluate(model, val, out / "eval_base", args.max_new_tokens)
+    if args.skip_base_eval and (out / "eval_base" / "samples.jsonl").exists():
+        _log(f"   reusing {out / 'eval_base'} (--skip-base-eval)")
+        base = read_scores(out / "eval_base")
+    else:
+        base = evaluate(model, val, out / "eval_base", args.max_new_tokens)
     _log(f"4/5 training: {args.steps} SRFT steps (preset {args.preset}), log: {out / 'train' / 'train.log'}")
     result = run_trainer(train_overrides(model, train, val, out / "train", args), out / "train", entry="recipe_srft.main_srft",
                          config_name="srft_trainer", timeout=3600)
@@ -138,6 +158,7 @@ def main(argv=None):
 
     summary = paired_difference(base, trained)
     summary.update(task=args.task, preset=args.preset, steps=args.steps, model="SmolLM2-135M-Instruct",
+                   rollout_engine=args.rollout_engine, precision=args.precision,
                    minutes=round((time.time() - t0) / 60, 1), date=time.strftime("%Y-%m-%d"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     lo, hi = summary["diff_ci95"]
