@@ -69,3 +69,48 @@ def grpo_advantage_with_demos(
     if not rollout_rl:  # SFT-only baseline: rollouts are generated (same budget) but carry no RL signal
         adv = torch.where(is_demo, adv, torch.zeros_like(adv))
     return adv.to(torch.float32)
+
+
+def hpt_switch(
+    scores: torch.Tensor,
+    group_ids: list,
+    is_demo: torch.Tensor,
+    valid: torch.Tensor | None = None,
+    max_solved: int = 0,
+) -> tuple[torch.Tensor, dict]:
+    """HPT's per-prompt switch between SFT and RL (Lv et al., arXiv 2509.04419): ``(keep [B] bool, stats)``.
+
+    Read (never copied) from TsinghuaC3I/Unify-Post-Training@ae332f5f, ``hpt/verl/verl/mix_src/mix_trainer.py``:
+    ``select_on_off_ada_balance`` (``unify_strategy == 'switch'``) and the loop that applies it in ``fit``:
+
+    * the group's success count is the number of its rollouts whose reward equals ``success_value`` (1 for
+      ``reward_impl_version`` 6, the script's); the demonstration is not generated yet, so it never counts;
+    * success count <= ``switch_gate`` (``max_solved``; 0 in ``exp_scripts/train.sh``): **SFT mode**, the
+      prompt's rollouts are removed from the batch and its demonstration is added (``on_remove_num = 8``,
+      ``off_add_num = 1``, ``whether_off = False``) and trained with the SFT loss only;
+    * otherwise **RL mode**: the rollouts stay, no demonstration is added (the GRPO group is the rollouts).
+
+    Here every group already holds its rollouts and its demonstration(s) (``srft_agent``), so the switch keeps
+    one side and drops the other: SFT mode keeps the demonstrations, RL mode the rollouts. A group without a
+    demonstration has nothing to imitate and stays in RL mode (HPT's data always has one). Padding rows
+    (``valid`` False) are dropped. ``stats``: ``groups``, ``sft_groups`` and ``sft_frac`` (the fraction of groups
+    in SFT mode, logged as ``srft/hpt_sft_frac``).
+    """
+    is_demo = is_demo.bool()
+    valid = torch.ones_like(is_demo) if valid is None else valid.bool()
+    solved = scores.detach() > 0.5  # rewards are 0/1: HPT's `reward == success_value`
+    members: dict = defaultdict(list)
+    for i, gid in enumerate(group_ids):
+        if valid[i]:
+            members[gid].append(i)
+    keep = torch.zeros_like(is_demo)
+    sft_groups = 0
+    for idx in members.values():
+        idx_t = torch.tensor(idx)
+        demos = is_demo[idx_t]
+        num_solved = int((solved[idx_t] & ~demos).sum())
+        sft_mode = num_solved <= max_solved and bool(demos.any())
+        sft_groups += int(sft_mode)
+        keep[idx_t] = demos if sft_mode else ~demos
+    groups = len(members)
+    return keep, {"groups": groups, "sft_groups": sft_groups, "sft_frac": sft_groups / groups if groups else 0.0}

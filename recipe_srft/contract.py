@@ -31,11 +31,15 @@ key                      dtype    written by (phase)              read by
 ``RL_NUM_TOKENS``        float32  trainer, actor update           loss: token denominator of L_rl
 ``RL_NUM_SEQS``          float32  trainer, actor update           loss: sequence denominator of L_rl
 ``BATCH_ENTROPY``        float32  trainer, actor update           loss: ``entropy_scope=batch``
+``KEEP``                 int64    trainer, advantage              actor update, loss: rows the group gate keeps
+``KEPT_NUM_TOKENS``      float32  trainer, actor update           loss: entropy-bonus denominator under a gate
+``GLOBAL_STEP``          float32  trainer, actor update           loss: verl's step, for ``srft.mix=chord``
 =======================  =======  ==============================  ==========================================
 
-The last four are constant over the rows of one optimizer mini-batch (the loss checks it): global counts over
-its micro-batches and data-parallel ranks, which a micro-batch's loss cannot see. Padding rows added by verl
-(tag ``is_padding``) carry ``IS_DEMO = 0`` and an all-zero response mask, so they count nowhere.
+``DEMO_NUM_TOKENS`` to ``BATCH_ENTROPY``, ``KEPT_NUM_TOKENS`` and ``GLOBAL_STEP`` are constant over the rows of
+one optimizer mini-batch (the loss checks it): global counts over its micro-batches and data-parallel ranks,
+which a micro-batch's loss cannot see. Padding rows added by verl (tag ``is_padding``) carry ``IS_DEMO = 0`` and
+an all-zero response mask, so they count nowhere. ``KEEP`` is 1 on every row unless ``srft.group_gate`` drops it.
 """
 
 from __future__ import annotations
@@ -57,6 +61,11 @@ DEMO_NUM_TOKENS = "srft_demo_num_tokens"
 RL_NUM_TOKENS = "srft_rl_num_tokens"
 RL_NUM_SEQS = "srft_rl_num_seqs"
 BATCH_ENTROPY = "srft_batch_entropy"
+KEEP = "srft_keep"
+KEPT_NUM_TOKENS = "srft_kept_num_tokens"
+GLOBAL_STEP = "srft_global_step"
 
-#: what the loss needs in every micro-batch besides verl's own fields (BATCH_ENTROPY is optional)
+#: what the loss needs in every micro-batch besides verl's own fields
 LOSS_FIELDS = (IS_DEMO, REWARDS, DEMO_NUM_TOKENS, RL_NUM_TOKENS, RL_NUM_SEQS)
+#: what the loss reads when present (the trainer always writes them)
+OPTIONAL_LOSS_FIELDS = (BATCH_ENTROPY, KEEP, KEPT_NUM_TOKENS, GLOBAL_STEP)

@@ -50,12 +50,13 @@ SUPPORTED_LOSS_AGG_MODES = (
 
 _CHOICES: dict[str, tuple] = {
     "sft_entropy_sign": (-1, 1),
-    "sft_weighting": ("entropy", "constant"),
+    "sft_weighting": ("entropy", "constant", "phi"),
     "pos_weighting": ("entropy", "constant"),
     "positive_by": ("advantage", "reward"),
     "entropy_scope": ("sequence", "token", "batch"),
     "onpolicy_form": ("ratio", "reinforce"),
     "offpolicy_shaping": ("luffy", "none"),
+    "mix": ("sum", "chord"),
 }
 
 _GLOBAL_INFO_KEYS = (
@@ -67,6 +68,8 @@ _GLOBAL_INFO_KEYS = (
     "global_batch_size",
     "batch_entropy",
     "loss_scale_factor",
+    "kept_num_tokens",
+    "global_step",
 )
 
 #: The loss knobs that belong to verl's actor config (``actor_rollout_ref.actor.<key>``), not to ``srft:``. The loss
@@ -117,7 +120,9 @@ class SRFTLossConfig:
             third-party reading of the authors' code. Allowed: `-1`, `1`.
         sft_weighting (`str`, *optional*, defaults to `"entropy"`):
             `"entropy"`: `w_sft = sft_coef * exp(sft_entropy_sign * H)`. `"constant"`: `w_sft = sft_coef`
-            (ablation "w/o w_sft" of Table 3 uses `sft_coef=1.0`).
+            (ablation "w/o w_sft" of Table 3 uses `sft_coef=1.0`). `"phi"`: `w_sft = sft_coef * sg(p * (1 - p))`
+            with `p = pi_theta(y_t)`, CHORD's token weight (`phi_function` in
+            `modelscope/Trinity-RFT@0414330:trinity/algorithm/policy_loss_fn/chord_policy_loss.py`).
         use_sft (`bool`, *optional*, defaults to `True`):
             Whether the SFT term (Eq. 8) is part of the loss (`False` gives LUFFY-style training).
 
@@ -163,6 +168,21 @@ class SRFTLossConfig:
         clip_ratio_c (`float`, *optional*, defaults to `3.0`):
             Dual-clip constant for negative advantages (arXiv 1912.09729); must be `> 1`.
 
+        > How the terms are combined (Eq. 13, or CHORD's scheduled mix)
+
+        mix (`str`, *optional*, defaults to `"sum"`):
+            `"sum"`: `L = L_rl + L_sft - entropy_coeff * Hbar` (SRFT, Eq. 13). `"chord"`:
+            `L = (1 - mu) * L_rl + mu * L_sft - entropy_coeff * Hbar` with `mu` = :func:`mu_schedule` of verl's
+            global step (`global_info["global_step"]`), CHORD's `MIXCHORDPolicyLossFn`.
+        mu_warmup_steps (`int`, *optional*, defaults to `200`):
+            `mix="chord"`: steps of the linear warm-up of `mu` from 0 to `mu_peak` (CHORD's example config).
+        mu_decay_steps (`int`, *optional*, defaults to `400`):
+            `mix="chord"`: steps of the cosine decay from `mu_peak` to `mu_valley` after the warm-up.
+        mu_peak (`float`, *optional*, defaults to `0.5`):
+            `mix="chord"`: `mu` at the end of the warm-up; in [0, 1].
+        mu_valley (`float`, *optional*, defaults to `0.02`):
+            `mix="chord"`: `mu` after the decay; in [0, 1].
+
         > Parameters shared by the entropy weights (Eq. 8 and 11) and the total (Eq. 13)
 
         entropy_scope (`str`, *optional*, defaults to `"sequence"`):
@@ -201,6 +221,12 @@ class SRFTLossConfig:
     entropy_scope: str = "sequence"
     weight_clamp: Optional[float] = None
     entropy_coeff: float = 0.0
+    # Eq. 13 (sum) or CHORD's (1 - mu) * L_rl + mu * L_sft with a scheduled mu
+    mix: str = "sum"
+    mu_warmup_steps: int = 200
+    mu_decay_steps: int = 400
+    mu_peak: float = 0.5
+    mu_valley: float = 0.02
 
     def __post_init__(self):
         for name, allowed in _CHOICES.items():
@@ -218,6 +244,12 @@ class SRFTLossConfig:
         _check_real(self, "clip_ratio_high", lambda v: v >= 0, ">= 0")
         _check_real(self, "clip_ratio_c", lambda v: v > 1, "> 1")
         _check_real(self, "entropy_coeff", lambda v: True, "a finite number")
+        _check_real(self, "mu_peak", lambda v: 0 <= v <= 1, "in [0, 1]")
+        _check_real(self, "mu_valley", lambda v: 0 <= v <= 1, "in [0, 1]")
+        for name in ("mu_warmup_steps", "mu_decay_steps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"SRFTLossConfig.{name} must be an integer >= 0, got {value!r}.")
         if self.weight_clamp is not None:
             _check_real(self, "weight_clamp", lambda v: v > 0, "None or > 0")
 
@@ -269,7 +301,14 @@ def _masked_mean_item(values: torch.Tensor, mask: torch.Tensor) -> float:
     return values[mask].detach().float().mean().item()
 
 
-# ---------------------------------------------------------------- the terms (pure, per token)
+# ---------------------------------------------------------------- the weights (pure)
+#
+# A method is a choice of weights over the same three per-token terms (SFT, off-policy RL, on-policy RL) plus the
+# entropy bonus (docs/method.md, "Methods as switches"):
+#   * a token weight of the SFT term (``sft_weighting``: entropy | constant | phi),
+#   * a token weight of positive rollouts (``pos_weighting``: entropy | constant),
+#   * a per-step mix of the two sums (``mix``: sum | chord, :func:`term_coefficients`),
+#   * a per-group gate that keeps or drops rows (the trainer's ``srft.group_gate``, read here as ``keep``).
 
 
 def entropy_for_weights(ent: torch.Tensor, mask: torch.Tensor, scope: str, batch_entropy=None) -> torch.Tensor:
@@ -294,6 +333,64 @@ def entropy_weight(h: torch.Tensor, coef: float, sign: int, weighting: str, clam
     return w if clamp is None else w.clamp(max=clamp)
 
 
+def phi_weight(prob: torch.Tensor, coef: float, clamp: Optional[float]) -> torch.Tensor:
+    """CHORD's token weight ``coef * sg(p * (1 - p))`` (``phi_function`` of Trinity-RFT@0414330
+    ``chord_policy_loss.py``): largest at p = 0.5, small for tokens the policy already knows or finds unlikely."""
+    p = prob.detach()
+    w = coef * p * (1 - p)
+    return w if clamp is None else w.clamp(max=clamp)
+
+
+def sft_weight(cfg: SRFTLossConfig, h: torch.Tensor, prob: torch.Tensor) -> torch.Tensor:
+    """w_sft per token, by ``cfg.sft_weighting`` (Eq. 8 for entropy/constant, CHORD's phi)."""
+    if cfg.sft_weighting == "phi":
+        return phi_weight(prob, cfg.sft_coef, cfg.weight_clamp)
+    return entropy_weight(h, cfg.sft_coef, cfg.sft_entropy_sign, cfg.sft_weighting, cfg.weight_clamp)
+
+
+def pos_weight(cfg: SRFTLossConfig, h: torch.Tensor) -> torch.Tensor:
+    """w_rl per token on positive rollouts, by ``cfg.pos_weighting`` (Eq. 11)."""
+    return entropy_weight(h, cfg.pos_coef, 1, cfg.pos_weighting, cfg.weight_clamp)
+
+
+def mu_schedule(step: float, warmup_steps: int, decay_steps: int, peak: float, valley: float) -> float:
+    """CHORD's mu at ``step`` (verl's ``trainer.global_steps``, 1 at the first update): linear from 0 to ``peak``
+    over ``warmup_steps``, then a half cosine from ``peak`` to ``valley`` over ``decay_steps``, then ``valley``.
+
+    Written from ``mu_schedule_function`` in modelscope/Trinity-RFT@0414330
+    ``trinity/algorithm/policy_loss_fn/chord_policy_loss.py`` (step < warmup: step / warmup * peak; step >=
+    warmup + decay: valley; otherwise valley + (peak - valley) * (1 + cos(pi * (step - warmup) / decay)) / 2).
+    A pure function of the step, so a resumed run (verl restores ``global_steps`` from its checkpoint) continues
+    the same curve."""
+    if step < warmup_steps:
+        return float(step) / warmup_steps * peak
+    if step >= warmup_steps + decay_steps:
+        return float(valley)
+    frac = (step - warmup_steps) / decay_steps
+    return valley + (peak - valley) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def term_coefficients(cfg: SRFTLossConfig, global_step=None) -> dict[str, float]:
+    """The per-step coefficients of the summed RL terms and of the SFT term: ``{"rl": 1, "sft": 1}`` for
+    ``mix="sum"`` (Eq. 13); ``{"rl": 1 - mu, "sft": mu}`` for ``mix="chord"``. The entropy bonus is outside
+    (``-entropy_coeff``)."""
+    if cfg.mix == "sum":
+        return {"rl": 1.0, "sft": 1.0}
+    if global_step is None:
+        raise ValueError("SRFTLossConfig.mix='chord' needs the global step (global_info['global_step']).")
+    mu = mu_schedule(global_step, cfg.mu_warmup_steps, cfg.mu_decay_steps, cfg.mu_peak, cfg.mu_valley)
+    return {"rl": 1.0 - mu, "sft": mu, "mu": mu}
+
+
+def step_metrics(cfg: SRFTLossConfig, global_step) -> dict[str, float]:
+    """What the trainer logs every step about the per-step weights (``srft/mu`` under ``mix="chord"``)."""
+    coefs = term_coefficients(cfg, global_step)
+    return {"srft/mu": coefs["mu"]} if "mu" in coefs else {}
+
+
+# ---------------------------------------------------------------- the terms (pure, per token)
+
+
 def sft_token_loss(log_prob: torch.Tensor, w_sft: torch.Tensor) -> torch.Tensor:
     """Eq. 8 per token: ``w_sft * (-log pi_theta(y_t))``."""
     return w_sft * (-log_prob)
@@ -305,10 +402,11 @@ def offpolicy_token_loss(prob: torch.Tensor, adv: torch.Tensor, shaping: str, ga
     return -adv * (prob / (prob + gamma) if shaping == "luffy" else prob)
 
 
-def rows_with_rl_term(is_demo: torch.Tensor, cfg: SRFTLossConfig) -> torch.Tensor:
+def rows_with_rl_term(is_demo: torch.Tensor, cfg: SRFTLossConfig, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``[B]`` bool: the rows whose tokens carry an RL term (demonstrations if ``demo_rl``, rollouts if
-    ``rollout_rl``); their tokens and rows alone are the denominators of L_rl."""
-    return (is_demo & cfg.demo_rl) | (~is_demo & cfg.rollout_rl)
+    ``rollout_rl``; only rows the group gate keeps); their tokens and rows alone are the denominators of L_rl."""
+    rows = (is_demo & cfg.demo_rl) | (~is_demo & cfg.rollout_rl)
+    return rows if keep is None else rows & keep.bool()
 
 
 def positives(adv, rewards, on_mask, positive_by: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -383,9 +481,11 @@ def compute_srft_loss(
     cfg: SRFTLossConfig,
     loss_agg_mode: str = "token-mean",
     global_info: Optional[dict] = None,
+    keep: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     r"""
-    SRFT loss of one (micro-)batch, Eq. 13: `L = L_rl + L_sft - entropy_coeff * agg(H)`.
+    SRFT loss of one (micro-)batch, Eq. 13: `L = c_rl * L_rl + c_sft * L_sft - entropy_coeff * agg(H)`, with
+    `(c_rl, c_sft) = (1, 1)` (`mix="sum"`, Eq. 13) or `(1 - mu, mu)` (`mix="chord"`, :func:`term_coefficients`).
 
     * `L_sft` (Eq. 8): `sum_{demo tokens} w_sft * (-log p) / N_demo`, with `N_demo` the demo-token count of this
       batch, or `global_info["demo_num_tokens"]` (then multiplied by `dp_size`, like verl's `agg_loss`). It is
@@ -395,8 +495,11 @@ def compute_srft_loss(
       over the tokens that carry an RL term: demo rows only if `cfg.demo_rl`, rollout rows only if
       `cfg.rollout_rl`. Its global denominators are `global_info["rl_num_tokens"]` / `["rl_num_seqs"]`; when
       every row carries an RL term they default to verl's `batch_num_tokens` / `global_batch_size`.
-    * Entropy bonus (Eq. 13): token-mean of H over all response tokens (`batch_num_tokens`), whatever
-      `loss_agg_mode` is (LUFFY and HPT take a token-mean); its gradient flows through `entropy`.
+    * Entropy bonus (Eq. 13): token-mean of H over all response tokens (`batch_num_tokens`, or
+      `kept_num_tokens` when a group gate drops rows), whatever `loss_agg_mode` is (LUFFY and HPT take a
+      token-mean); its gradient flows through `entropy`.
+    * `keep` (`[B]`, optional): rows a per-group gate keeps (HPT's switch, :func:`recipe_srft.advantage.hpt_switch`);
+      a dropped row carries no term and is in no denominator, as if it were not in the batch.
 
     Entropy enters the weights `w_sft`, `w_rl` detached. No NaN: a batch without demo tokens gives exactly 0 for
     the SFT and the off-policy terms, and an all-masked batch gives 0.
@@ -417,7 +520,10 @@ def compute_srft_loss(
             partial sum (sum over micro-batches, gradient-average over dp ranks = the single-batch loss):
             `dp_size`, `batch_num_tokens`, `demo_num_tokens`, `global_batch_size`, `rl_num_tokens` and
             `rl_num_seqs` (response tokens / non-empty rows carrying an RL term), and optionally
-            `batch_entropy` (entropy scope "batch") and `loss_scale_factor` ("seq-mean-token-sum-norm").
+            `batch_entropy` (entropy scope "batch"), `loss_scale_factor` ("seq-mean-token-sum-norm"),
+            `kept_num_tokens` (response tokens of the kept rows, the entropy bonus's denominator under a gate)
+            and `global_step` (verl's step, for `mix="chord"`).
+        keep (`torch.Tensor` or `None`): `[B]` bool/int, rows kept by the group gate (default: all).
 
     Returns:
         `(loss, metrics)`: the scalar loss and a dict of python floats (`srft/...`); statistics of an empty
@@ -433,21 +539,28 @@ def compute_srft_loss(
     dp_size = info["dp_size"]
     batch_size = log_prob.shape[0]
 
-    mask = response_mask.bool()
     demo_rows = _per_sample(is_demo, batch_size, "is_demo").bool()
+    kept = None if keep is None else _per_sample(keep, batch_size, "keep").bool()
+    # a row the group gate drops is masked out everywhere, as if it were not in the batch (HPT removes it)
+    mask = response_mask.bool() if kept is None else response_mask.bool() & kept[:, None]
     demo_mask = mask & demo_rows[:, None]
     on_mask = mask & ~demo_rows[:, None]
-    rl_rows = rows_with_rl_term(demo_rows, cfg)
+    rl_rows = rows_with_rl_term(demo_rows, cfg, kept)
     rl_mask = mask & rl_rows[:, None]
     rl_num_tokens, rl_num_seqs = info["rl_num_tokens"], info["rl_num_seqs"]
-    if not (cfg.demo_rl and cfg.rollout_rl) and (dp_size > 1 or info["batch_num_tokens"] is not None
-                                                 or info["global_batch_size"] is not None):
+    globally_counted = dp_size > 1 or info["batch_num_tokens"] is not None or info["global_batch_size"] is not None
+    if (not (cfg.demo_rl and cfg.rollout_rl) or kept is not None) and globally_counted:
         if (loss_agg_mode == "token-mean" and rl_num_tokens is None) or (
                 loss_agg_mode.startswith("seq-mean") and rl_num_seqs is None):
             raise ValueError(
                 "global_info['rl_num_tokens'] and ['rl_num_seqs'] are required when only some rows carry an RL "
-                "term (demo_rl or rollout_rl is False): verl's batch counts include the rows without one."
+                "term (demo_rl or rollout_rl is False, or a group gate): verl's batch counts include the rows "
+                "without one."
             )
+    if kept is not None and globally_counted and info["kept_num_tokens"] is None:
+        raise ValueError("global_info['kept_num_tokens'] is required with a group gate (keep): verl's "
+                         "batch_num_tokens counts the dropped rows too.")
+    coefs = term_coefficients(cfg, info["global_step"])
     if rewards is not None:
         rewards = _per_sample(rewards, batch_size, "rewards")
     elif cfg.positive_by == "reward":
@@ -460,10 +573,12 @@ def compute_srft_loss(
     ent = torch.where(mask, entropy.to(lp.dtype), zeros)
     ent_sg = ent.detach()
 
-    # ---- entropy entering the weights (detached, sg(H) in Eq. 8 and 11) ----
+    prob = torch.exp(lp)
+
+    # ---- the token weights (detached: sg(H) in Eq. 8 and 11, sg(p(1-p)) for CHORD's phi) ----
     h = entropy_for_weights(ent_sg, mask, cfg.entropy_scope, info["batch_entropy"])
-    w_sft = entropy_weight(h, cfg.sft_coef, cfg.sft_entropy_sign, cfg.sft_weighting, cfg.weight_clamp)  # Eq. 8
-    w_rl = entropy_weight(h, cfg.pos_coef, 1, cfg.pos_weighting, cfg.weight_clamp)  # Eq. 11
+    w_sft = sft_weight(cfg, h, prob)  # Eq. 8 (or phi)
+    w_rl = pos_weight(cfg, h)  # Eq. 11
 
     # ---- (a) SFT on demonstration tokens, Eq. 8 ----
     num_demo_tokens = int(demo_mask.sum().item())
@@ -491,7 +606,6 @@ def compute_srft_loss(
     on_rl_mask = rl_mask & ~demo_rows[:, None]
 
     # (b) off-policy RL on demonstration tokens, Eq. 9-10 (pi_beta := 1, no clipping)
-    prob = torch.exp(lp)
     off_tok = offpolicy_token_loss(prob, adv, cfg.offpolicy_shaping, cfg.offpolicy_gamma)
     offpolicy_loss = _agg(torch.where(off_mask, off_tok, zeros), off_mask, loss_agg_mode, agg_info)
 
@@ -524,9 +638,11 @@ def compute_srft_loss(
             ppo_kl = _masked_mean_item(-log_ratio, on_rl_mask)
     rl_loss = offpolicy_loss + onpolicy_loss
 
-    # ---- Eq. 13: entropy bonus, token-mean over all response tokens ----
-    entropy_loss = _agg(ent, mask, "token-mean", _denominators(mask, "token-mean", info))
-    loss = rl_loss + sft_loss
+    # ---- Eq. 13: entropy bonus, token-mean over all (kept) response tokens ----
+    ent_count = info["kept_num_tokens"] if kept is not None else None
+    entropy_loss = _agg(ent, mask, "token-mean", _denominators(mask, "token-mean", info, ent_count))
+    # ---- the total: Eq. 13 (c_rl = c_sft = 1) or CHORD's (1 - mu, mu) ----
+    loss = coefs["rl"] * rl_loss + coefs["sft"] * sft_loss
     if cfg.entropy_coeff != 0:
         loss = loss - cfg.entropy_coeff * entropy_loss
 
@@ -541,6 +657,8 @@ def compute_srft_loss(
         "srft/num_onpolicy_tokens": float(on_mask.sum().item()),
         "srft/num_rl_tokens": float(rl_mask.sum().item()),
     }
+    if "mu" in coefs:
+        metrics["srft/mu"] = coefs["mu"]
     if num_demo_tokens > 0:
         if cfg.use_sft:
             _stats("srft/w_sft", w_sft, demo_mask, metrics)
@@ -577,6 +695,8 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
         * `srft_rl_num_tokens`, `srft_rl_num_seqs` (`[B]`, likewise: response tokens and non-empty rows of the
           mini-batch that carry an RL term, the denominators of `L_rl`);
         * optional `srft_batch_entropy` (`[B]`, every element = mean entropy of the optimizer mini-batch);
+        * optional `srft_keep` (`[B]`, rows the group gate keeps), `srft_kept_num_tokens` (`[B]`, the kept
+          response tokens of the mini-batch) and `srft_global_step` (`[B]`, verl's step, for `mix="chord"`);
         * non-tensor `dp_size`, `batch_num_tokens`, `global_batch_size` (set by verl's engine).
     `model_output` must contain `log_probs` and `entropy` (set `actor_rollout_ref.actor.calculate_entropy=True`).
     """
@@ -599,9 +719,7 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
     missing = [key for key in required if key not in data.keys()]
     if missing:
         raise KeyError(f"SRFT loss: the micro-batch lacks {missing}; the SRFT trainer must provide them.")
-    fields = list(required)
-    if C.BATCH_ENTROPY in data.keys():
-        fields.append(C.BATCH_ENTROPY)
+    fields = list(required) + [key for key in C.OPTIONAL_LOSS_FIELDS if key in data.keys()]
     batch = data.select(*fields).to_padded_tensor()
 
     def _batch_constant(key: str):
@@ -616,6 +734,9 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
     rl_num_tokens = _batch_constant(C.RL_NUM_TOKENS)
     rl_num_seqs = _batch_constant(C.RL_NUM_SEQS)
     batch_entropy = _batch_constant(C.BATCH_ENTROPY) if C.BATCH_ENTROPY in fields else None
+    kept_num_tokens = _batch_constant(C.KEPT_NUM_TOKENS) if C.KEPT_NUM_TOKENS in fields else None
+    global_step = _batch_constant(C.GLOBAL_STEP) if C.GLOBAL_STEP in fields else None
+    keep = batch[C.KEEP] if C.KEEP in fields else None
     global_info = {
         "dp_size": dp_size,
         "batch_num_tokens": batch_num_tokens,
@@ -625,6 +746,8 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
         "rl_num_tokens": None if rl_num_tokens is None else int(round(rl_num_tokens)),
         "rl_num_seqs": None if rl_num_seqs is None else int(round(rl_num_seqs)),
         "batch_entropy": batch_entropy,
+        "kept_num_tokens": None if kept_num_tokens is None else int(round(kept_num_tokens)),
+        "global_step": None if global_step is None else int(round(global_step)),
     }
 
     loss, raw_metrics = compute_srft_loss(
@@ -638,6 +761,7 @@ def srft_loss_fn(config, model_output, data, dp_group=None, *, srft_cfg: SRFTLos
         cfg=srft_cfg,
         loss_agg_mode=config.loss_agg_mode,
         global_info=global_info,
+        keep=keep,
     )
 
     # As in verl's ppo_loss: a loss normalised by global counts is a partial sum over micro-batches -> SUM.

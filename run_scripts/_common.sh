@@ -11,10 +11,14 @@
 #                         demonstrations longer than MAX_RESPONSE_LENGTH (srft_method.md pitfall 2).
 #   VAL_FILE              validation parquet (LUFFY's valid.parquet)
 #   PRESET                srft | grpo | luffy | sft_plus_rl | no_w_sft | no_w_rl | no_demo_sft | no_demo_rl |
-#                         sft_only | custom (-> srft.preset); luffy also sets LUFFY's RL aggregation (loss_agg_mode,
-#                         loss_scale_factor) and, in the calling scripts, N_ROLLOUTS=7 (LUFFY's groups of 7 rollouts +
-#                         1 demonstration). no_demo_sft / no_demo_rl: Table 3 without the SFT term / without the RL
-#                         term on demonstrations (demos stay in the group statistics; docs/method.md).
+#                         sft_only | srft_code | hpt | chord | custom (-> srft.preset). The presets that reproduce
+#                         published code also get its verl settings (srft_config.PRESET_VERL): luffy, srft_code and
+#                         hpt the mix_src RL aggregation (loss_agg_mode=seq-mean-token-sum-norm, loss_scale_factor =
+#                         MAX_RESPONSE_LENGTH / 64, / 16 for srft_code's 32 GPUs), chord a token-mean and, in the
+#                         calling scripts, ENTROPY_COEFF=0; luffy and srft_code also N_ROLLOUTS=7 there (LUFFY's
+#                         groups of 7 rollouts + 1 demonstration). no_demo_sft / no_demo_rl: Table 3 without the SFT
+#                         term / without the RL term on demonstrations (demos stay in the group statistics;
+#                         docs/method.md). srft_code, hpt, chord: docs/method.md#methods-as-switches.
 #                         sft: the SFT baseline with verl's own trainer (torchrun -m verl.trainer.sft_trainer), not an
 #                         srft.preset; its variables are listed under "PRESET=sft" below. sft_rl: that SFT run
 #                         (CKPT_DIR/stage1_sft), then the grpo run from its final HF model (CKPT_DIR/stage2_grpo);
@@ -66,7 +70,7 @@
 # `ray start` on each node, or pass it as +ray_kwargs.ray_init.runtime_env.env_vars.NAME=value (verl merges
 # it into the runtime_env of every worker; this script does that for TENSORBOARD_DIR).
 
-SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl no_demo_sft no_demo_rl sft_only custom"
+SRFT_PRESETS="srft grpo luffy sft_plus_rl no_w_sft no_w_rl no_demo_sft no_demo_rl sft_only srft_code hpt chord custom"
 # presets of the run scripts that are other trainers, not srft.preset values
 SRFT_STAGE_PRESETS="sft sft_rl"
 
@@ -218,12 +222,22 @@ srft_launch() {
         "trainer.n_gpus_per_node=${GPUS_PER_NODE}"
         "+ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR=${TENSORBOARD_DIR}"
     )
-    if [ "${PRESET}" = luffy ]; then
-        # LUFFY's aggregation: each micro-batch's token sum / T, / micro-batches per step, with 8 rows per
-        # micro-batch per GPU = verl's seq-mean-token-sum-norm with loss_scale_factor = T / 8 (8 is
-        # recipe_srft.srft_config.LUFFY_MICRO_ROWS_PER_GPU; tests/test_run_scripts.py checks they agree)
+    # the verl settings a preset reproduces (recipe_srft.srft_config.PRESET_VERL; tests/test_run_scripts.py checks
+    # they agree). mix_src's aggregation: each token-budget micro-batch's token sum / T, gradient accumulation 1,
+    # averaged over the GPUs = verl's seq-mean-token-sum-norm with loss_scale_factor = T / (rows of an optimizer
+    # mini-batch per GPU): 64 for LUFFY's and HPT's 8 GPUs, 16 for the SRFT code's 32 (MIX_SRC_ROWS_PER_GPU).
+    # chord's entropy_coeff=0 comes from ENTROPY_COEFF's default in the calling scripts.
+    local mix_src_rows=""
+    case "${PRESET}" in
+        luffy | hpt) mix_src_rows=64 ;;
+        srft_code) mix_src_rows=16 ;;
+        chord) OVERRIDES+=("actor_rollout_ref.actor.loss_agg_mode=token-mean") ;;
+    esac
+    if [ -n "${mix_src_rows}" ]; then
+        local scale=$((MAX_RESPONSE_LENGTH / mix_src_rows))
+        [ "${scale}" -ge 1 ] || scale=1
         OVERRIDES+=("actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm"
-            "actor_rollout_ref.actor.loss_scale_factor=$((MAX_RESPONSE_LENGTH / 8))")
+            "actor_rollout_ref.actor.loss_scale_factor=${scale}")
     fi
     if [ "${NNODES}" -gt 1 ]; then
         OVERRIDES+=("+ray_kwargs.ray_init.address=${RAY_ADDRESS:-auto}")

@@ -12,7 +12,8 @@
 #   RAW_TRAIN_FILE=/data/luffy/openr1.parquet bash run_scripts/qwen_math.sh        # converts it first:
 #       python -m data_prep.luffy --input openr1.parquet --output $TRAIN_FILE --template luffy_think
 #   PRESET=grpo bash run_scripts/qwen_math.sh                 # baselines: grpo luffy sft_plus_rl no_w_sft no_w_rl
-#                                                             # no_demo_sft no_demo_rl (Table 3)
+#                                                             # no_demo_sft no_demo_rl (Table 3); srft_code (the
+#                                                             # authors' released code), hpt, chord
 #   PRESET=sft bash run_scripts/qwen_math.sh                  # SFT baseline: torchrun -m verl.trainer.sft_trainer on
 #                                                             # the demonstrations (data_prep.sft), LUFFY's settings;
 #                                                             # SFT_* variables in run_scripts/_common.sh
@@ -51,7 +52,8 @@ _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${TRAIN_BATCH_SIZE:=128}"
 : "${PPO_MINI_BATCH_SIZE:=64}"
 : "${PPO_EPOCHS:=1}"
-if [ "${PRESET}" = luffy ]; then : "${N_ROLLOUTS:=7}"; fi  # LUFFY's script: 7 rollouts + 1 demo per group
+case "${PRESET}" in luffy | srft_code) : "${N_ROLLOUTS:=7}" ;; esac  # LUFFY's mix_src layout: 7 rollouts + 1 demo
+case "${PRESET}" in chord) : "${ENTROPY_COEFF:=0}" ;; esac  # CHORD's example config: no entropy bonus
 : "${N_ROLLOUTS:=8}"
 : "${TEMPERATURE:=1.0}"
 : "${LR:=1e-6}"

@@ -39,7 +39,8 @@ _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 : "${TRAIN_BATCH_SIZE:=128}"
 : "${PPO_MINI_BATCH_SIZE:=64}"
 : "${PPO_EPOCHS:=1}"
-if [ "${PRESET}" = luffy ]; then : "${N_ROLLOUTS:=7}"; fi  # LUFFY's script: 7 rollouts + 1 demo per group
+case "${PRESET}" in luffy | srft_code) : "${N_ROLLOUTS:=7}" ;; esac  # LUFFY's mix_src layout: 7 rollouts + 1 demo
+case "${PRESET}" in chord) : "${ENTROPY_COEFF:=0}" ;; esac  # CHORD's example config: no entropy bonus
 : "${N_ROLLOUTS:=8}"
 : "${TEMPERATURE:=1.0}"
 : "${LR:=1e-6}"

@@ -17,7 +17,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = {"qwen_math.sh": "7b", "qwen_math_1p5b.sh": "1p5b"}
-PRESETS = ["srft", "grpo", "luffy", "sft_plus_rl", "no_w_sft", "no_w_rl", "no_demo_sft", "no_demo_rl", "sft_only"]
+PRESETS = ["srft", "grpo", "luffy", "sft_plus_rl", "no_w_sft", "no_w_rl", "no_demo_sft", "no_demo_rl", "sft_only",
+           "srft_code", "hpt", "chord"]
+#: presets whose scripts use LUFFY's mix_src groups of 7 rollouts + 1 demonstration
+SEVEN_PLUS_ONE = ("luffy", "srft_code")
 #: every variable the scripts read: scrubbed so that a developer's shell cannot change the tests
 SCRIPT_VARS = (
     "MODEL_PATH TRAIN_FILE RAW_TRAIN_FILE PREP_FIX PREP_FORCE VAL_FILE PRESET NNODES GPUS_PER_NODE ROLLOUT_TP "
@@ -111,6 +114,21 @@ def test_bash_dry_run_7b_multinode(bash_runs):
     assert not (bash_runs["tmp"] / "no_such_train.parquet").exists()
 
 
+@pytest.mark.parametrize("preset, n, scale", [("srft_code", 7, "loss_scale_factor=512"),
+                                              ("hpt", 8, "loss_scale_factor=128"),
+                                              ("chord", 8, "loss_agg_mode=token-mean")])
+def test_bash_dry_run_published_code_presets(tmp_path, preset, n, scale):
+    """DRY_RUN=1 PRESET=srft_code|hpt|chord bash run_scripts/qwen_math.sh: the real script passes, with the
+    preset's verl settings (srft_config.PRESET_VERL) on the command line."""
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math.sh")], env=_env(tmp_path, PRESET=preset),
+                          cwd=str(REPO), capture_output=True, text=True, timeout=240)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert "SRFT dry run: OK" in out and f"preset            {preset}" in out
+    assert f"n={n} rollouts + m=1 demos" in out
+    assert f"actor_rollout_ref.actor.{scale}" in out
+
+
 def test_bash_dry_run_1p5b(bash_runs):
     rc, out = bash_runs["1p5b"]
     assert rc == 0, out
@@ -169,7 +187,7 @@ def test_overrides_mode_lists_the_paper_settings(tmp_path):
                  "actor_rollout_ref.actor.ppo_epochs=1", "actor_rollout_ref.actor.optim.lr=1e-6",
                  "actor_rollout_ref.actor.optim.lr_scheduler_type=constant", "actor_rollout_ref.rollout.n=7",
                  "actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm",
-                 "actor_rollout_ref.actor.loss_scale_factor=1024",
+                 "actor_rollout_ref.actor.loss_scale_factor=128",
                  "actor_rollout_ref.rollout.temperature=1.0", "data.max_prompt_length=1024",
                  "data.max_response_length=8192", "actor_rollout_ref.actor.use_kl_loss=false",
                  "algorithm.use_kl_in_reward=false", "actor_rollout_ref.actor.entropy_coeff=0.001",
@@ -204,7 +222,7 @@ def dry_run_mod():
 def test_every_preset_dry_runs(dry_run_mod, tmp_path, script, preset):
     summary = dry_run_mod.dry_run(script_overrides(script, tmp_path, PRESET=preset))
     m = 0 if preset == "grpo" else 1
-    n = 7 if preset == "luffy" else 8  # LUFFY's script: 7 rollouts + 1 demonstration per group
+    n = 7 if preset in SEVEN_PLUS_ONE else 8  # LUFFY's mix_src script: 7 rollouts + 1 demonstration per group
     assert summary["preset"] == preset
     assert summary["srft"]["demos_per_prompt"] == m
     assert summary["group_size"] == n + m
@@ -222,17 +240,41 @@ def test_every_preset_dry_runs(dry_run_mod, tmp_path, script, preset):
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_luffy_preset_gets_luffys_aggregation(dry_run_mod, tmp_path, script):
-    """PRESET=luffy sets seq-mean-token-sum-norm with loss_scale_factor = T / LUFFY_MICRO_ROWS_PER_GPU (the
-    script's arithmetic and the constant in srft_config must agree); the other presets keep the paper's mode."""
+@pytest.mark.parametrize("preset", PRESETS)
+def test_scripts_write_the_verl_settings_of_each_preset(tmp_path, script, preset):
+    """The bash scripts and srft_config.preset_verl_overrides agree on every verl setting a preset ties
+    (PRESET_VERL): the composed config holds exactly the values the Python side writes."""
     from omegaconf import OmegaConf
     from recipe_srft.tools.dry_run import compose_config
-    from recipe_srft.srft_config import LUFFY_MICRO_ROWS_PER_GPU
+    from recipe_srft.srft_config import PRESET_VERL, preset_verl_overrides
+
+    config = compose_config(script_overrides(script, tmp_path, PRESET=preset))
+    expected = preset_verl_overrides(preset, config.data.max_response_length)
+    assert len(expected) == len(PRESET_VERL.get(preset, {}))
+    for item in expected:
+        key, value = item.split("=", 1)
+        actual = OmegaConf.select(config, key)
+        if isinstance(actual, (int, float)):
+            assert float(actual) == float(value), (item, actual)
+        else:
+            assert str(actual) == value, (item, actual)
+    if preset not in PRESET_VERL:
+        assert config.actor_rollout_ref.actor.loss_agg_mode == "seq-mean-token-mean"  # the paper's 1/|y|
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_luffy_preset_gets_luffys_aggregation(dry_run_mod, tmp_path, script):
+    """PRESET=luffy sets seq-mean-token-sum-norm with loss_scale_factor = T / MIX_SRC_ROWS_PER_GPU["luffy"] = T / 64
+    (the script's arithmetic and the constant in srft_config must agree); the other presets keep the paper's mode."""
+    from omegaconf import OmegaConf
+    from recipe_srft.tools.dry_run import compose_config
+    from recipe_srft.srft_config import MIX_SRC_ROWS_PER_GPU
 
     config = compose_config(script_overrides(script, tmp_path, PRESET="luffy"))
     actor = config.actor_rollout_ref.actor
     assert actor.loss_agg_mode == "seq-mean-token-sum-norm"
-    assert actor.loss_scale_factor == config.data.max_response_length // LUFFY_MICRO_ROWS_PER_GPU
+    assert MIX_SRC_ROWS_PER_GPU["luffy"] == 64 * 8 // 8  # LUFFY's train.sh: 64 prompts x rollout.n 8 / 8 GPUs
+    assert actor.loss_scale_factor == config.data.max_response_length // MIX_SRC_ROWS_PER_GPU["luffy"]
     summary = dry_run_mod.dry_run(script_overrides(script, tmp_path, PRESET="luffy"))
     assert summary["rl_aggregation"].startswith("seq-mean-token-sum-norm: sum over tokens / (sequences x ")
     srft = OmegaConf.select(compose_config(script_overrides(script, tmp_path, PRESET="srft")),
@@ -245,7 +287,27 @@ def test_luffy_preset_refuses_another_aggregation(dry_run_mod, tmp_path, capsys)
                           "actor_rollout_ref.actor.loss_scale_factor=null", PRESET="luffy")
     _fails(dry_run_mod, ov, capsys, "actor_rollout_ref.actor.loss_agg_mode=token-mean contradicts srft.preset=luffy",
            "actor_rollout_ref.actor.loss_scale_factor=null contradicts srft.preset=luffy",
-           "actor_rollout_ref.actor.loss_scale_factor=1024", "srft.preset=custom")
+           "actor_rollout_ref.actor.loss_scale_factor=128", "srft.preset=custom")
+
+
+@pytest.mark.parametrize("preset, args, expected", [
+    ("srft_code", ("actor_rollout_ref.actor.loss_agg_mode=token-mean",),
+     ("actor_rollout_ref.actor.loss_agg_mode=token-mean contradicts srft.preset=srft_code",
+      "fix: add actor_rollout_ref.actor.loss_agg_mode=seq-mean-token-sum-norm "
+      "actor_rollout_ref.actor.loss_scale_factor=512")),
+    ("hpt", ("actor_rollout_ref.actor.loss_scale_factor=null",),
+     ("actor_rollout_ref.actor.loss_scale_factor=null contradicts srft.preset=hpt",
+      "actor_rollout_ref.actor.loss_scale_factor=128")),
+    ("chord", ("actor_rollout_ref.actor.entropy_coeff=0.001",),
+     ("actor_rollout_ref.actor.entropy_coeff=0.001 contradicts srft.preset=chord, which needs 0.0",
+      "fix: add actor_rollout_ref.actor.loss_agg_mode=token-mean actor_rollout_ref.actor.entropy_coeff=0.0")),
+    ("chord", ("srft.sft_weighting=entropy",), ("srft.sft_weighting='entropy' contradicts srft.preset=chord",)),
+    ("srft_code", ("srft.entropy_scope=sequence",), ("srft.entropy_scope='sequence' contradicts srft.preset=srft_code",)),
+    ("hpt", ("srft.gate_max_solved=2",), ("srft.gate_max_solved=2 contradicts srft.preset=hpt",
+                                           "srft.preset=custom")),
+])
+def test_published_code_presets_refuse_conflicting_overrides(dry_run_mod, tmp_path, capsys, preset, args, expected):
+    _fails(dry_run_mod, script_overrides("qwen_math.sh", tmp_path, *args, PRESET=preset), capsys, *expected)
 
 
 def _fails(dry_run_mod, overrides, capsys, *expected):

@@ -27,7 +27,8 @@ def test_srft_preset_is_the_paper_default():
 #: every switch a preset owns, at the srft preset's value (the Table 3 presets differ from it in one key)
 _SRFT_VALUES = dict(demos_per_prompt=1, demo_reward="verifier", norm_adv_by_std=True, demos_in_group_stats=True,
                     use_sft=True, sft_weighting="entropy", sft_coef=0.5, sft_entropy_sign=-1, pos_weighting="entropy",
-                    pos_coef=0.1, offpolicy_shaping="luffy", onpolicy_clip=True, demo_rl=True, rollout_rl=True)
+                    pos_coef=0.1, offpolicy_shaping="luffy", onpolicy_clip=True, demo_rl=True, rollout_rl=True,
+                    mix="sum", group_gate="none")
 
 
 @pytest.mark.parametrize("preset,expected", [
@@ -116,6 +117,95 @@ def test_table3_presets_differ_from_srft_in_one_switch():
 def test_every_preset_resolves():
     for name in PRESETS:
         resolve_srft_config({"preset": name})
+
+
+@pytest.mark.parametrize("preset", ["srft_code", "hpt", "chord"])
+def test_published_code_presets_name_a_source_for_every_setting(preset):
+    """Every key srft_code / hpt / chord set, and every verl key they tie (PRESET_VERL), has an entry in
+    PRESET_SOURCES: a file:line of the published code, or "not settled" / "not used" with the value's reason."""
+    from recipe_srft.srft_config import PRESET_SOURCES, PRESET_VERL
+
+    sources = PRESET_SOURCES[preset]
+    missing = sorted((set(PRESETS[preset]) | set(PRESET_VERL.get(preset, {}))) - set(sources))
+    assert not missing, f"{preset}: no source for {missing}"
+    assert not set(sources) - set(PRESETS[preset]) - set(PRESET_VERL.get(preset, {})) - {
+        "actor_rollout_ref.actor.entropy_coeff"}, "stale source entries"
+    for key, text in sources.items():
+        assert text and (".py" in text or ".sh" in text or ".yaml" in text or text.startswith(("not ", "no "))), (
+            key, text)
+
+
+def test_published_code_presets():
+    code = resolve_srft_config({"preset": "srft_code"})
+    assert (code.loss.sft_coef, code.loss.sft_entropy_sign, code.loss.entropy_scope) == (0.5, 1, "token")
+    assert (code.loss.pos_coef, code.loss.pos_weighting, code.loss.positive_by) == (0.1, "entropy", "advantage")
+    assert not code.norm_adv_by_std and not code.loss.onpolicy_clip and code.loss.weight_clamp is None
+    hpt = resolve_srft_config({"preset": "hpt"})
+    assert (hpt.group_gate, hpt.gate_max_solved, hpt.loss.sft_weighting, hpt.loss.sft_coef) == ("hpt", 0, "constant", 1.0)
+    assert not hpt.loss.demo_rl and hpt.loss.rollout_rl and not hpt.norm_adv_by_std and not hpt.demos_in_group_stats
+    chord = resolve_srft_config({"preset": "chord"})
+    assert (chord.loss.mix, chord.loss.mu_warmup_steps, chord.loss.mu_decay_steps) == ("chord", 200, 400)
+    assert (chord.loss.mu_peak, chord.loss.mu_valley, chord.loss.sft_weighting) == (0.5, 0.02, "phi")
+    assert not chord.loss.demo_rl and not chord.demos_in_group_stats and chord.norm_adv_by_std
+    with pytest.raises(ValueError, match="group_gate"):
+        resolve_srft_config({"preset": "custom", "group_gate": "maybe"})
+    with pytest.raises(ValueError, match="needs demonstrations"):
+        resolve_srft_config({"preset": "custom", "group_gate": "hpt", "demos_per_prompt": 0})
+
+
+# ---------------------------------------------------------------- HPT's switch, decisions written out by hand
+def test_hpt_switch_decisions_follow_hpts_published_rule():
+    """HPT@ae332f5 mix_trainer.py:394-407 and :609 with exp_scripts/train.sh SWITCH_GATE=0: a group whose rollouts
+    solved <= gate times (reward == 1) trains SFT on its demonstration and drops its rollouts; any other group
+    keeps its rollouts (GRPO) and drops its demonstration. The demonstration's own reward never counts."""
+    from recipe_srft.advantage import hpt_switch
+
+    # group a: 0 of 3 solved (demo solved)      -> SFT: keep the demo only
+    # group b: 1 of 3 solved                    -> RL: keep the rollouts
+    # group c: 0 of 3 solved, demo scored 0     -> SFT (the demo's reward does not matter)
+    # group d: 3 of 3 solved                    -> RL
+    # group e: 0 of 2 solved, no demonstration  -> RL (nothing to imitate)
+    # the last row is verl padding: dropped
+    rows = [("a", 0, 0.0), ("a", 0, 0.0), ("a", 0, 0.0), ("a", 1, 1.0),
+            ("b", 0, 0.0), ("b", 0, 1.0), ("b", 0, 0.0), ("b", 1, 1.0),
+            ("c", 0, 0.0), ("c", 0, 0.0), ("c", 0, 0.0), ("c", 1, 0.0),
+            ("d", 0, 1.0), ("d", 0, 1.0), ("d", 0, 1.0), ("d", 1, 1.0),
+            ("e", 0, 0.0), ("e", 0, 0.0),
+            ("pad", 0, 0.0)]
+    groups = [r[0] for r in rows]
+    is_demo = torch.tensor([bool(r[1]) for r in rows])
+    scores = torch.tensor([r[2] for r in rows])
+    valid = torch.tensor([g != "pad" for g in groups])
+    keep, stats = hpt_switch(scores, groups, is_demo, valid, max_solved=0)
+    expected = [0, 0, 0, 1,  1, 1, 1, 0,  0, 0, 0, 1,  1, 1, 1, 0,  1, 1,  0]
+    assert keep.int().tolist() == expected
+    assert stats == {"groups": 5, "sft_groups": 2, "sft_frac": 2 / 5}
+    # HPT's LLaMA script (SWITCH_GATE=2): group b (1 solved) switches to SFT too
+    keep2, stats2 = hpt_switch(scores, groups, is_demo, valid, max_solved=2)
+    assert keep2[4:8].int().tolist() == [0, 0, 0, 1] and stats2["sft_groups"] == 3
+    # the trainer's gate: every row kept without a gate, HPT's switch and its metrics with one
+    from recipe_srft.integration.trainer import group_gate
+
+    keep3, metrics = group_gate(resolve_srft_config({"preset": "hpt"}), scores, groups, is_demo, valid)
+    assert keep3.int().tolist() == expected
+    assert metrics == {"srft/hpt_sft_frac": 0.4, "srft/hpt_sft_groups": 2.0, "srft/hpt_groups": 5.0}
+    keep4, metrics4 = group_gate(resolve_srft_config({"preset": "srft"}), scores, groups, is_demo, valid)
+    assert keep4.all() and metrics4 == {}
+
+
+def test_hpt_advantage_is_grpo_over_the_kept_rollouts_without_std():
+    """RL-mode groups: A = r - mean over the kept rollouts (grpo_use_std=False, train.sh:107); dropped rows get 0."""
+    from recipe_srft.advantage import hpt_switch
+
+    groups = ["b"] * 4 + ["a"] * 4
+    is_demo = torch.tensor([False, False, False, True] * 2)
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])
+    cfg = resolve_srft_config({"preset": "hpt"})
+    keep, _ = hpt_switch(scores, groups, is_demo, None, cfg.gate_max_solved)
+    adv = grpo_advantage_with_demos(scores, groups, is_demo, keep, norm_by_std=cfg.norm_adv_by_std,
+                                    demos_in_stats=cfg.demos_in_group_stats, demo_rl=cfg.loss.demo_rl,
+                                    rollout_rl=cfg.loss.rollout_rl)
+    torch.testing.assert_close(adv, torch.tensor([2 / 3, -1 / 3, -1 / 3, 0.0, 0.0, 0.0, 0.0, 0.0]))
 
 
 # ---------------------------------------------------------------- advantage (Eq. 7), against a naive version

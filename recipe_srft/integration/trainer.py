@@ -15,10 +15,12 @@ to :class:`verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync`, through the V1 hook
   (:mod:`recipe_srft.minibatch`);
 * ``_compute_old_log_prob``: demonstrations have no behaviour log-probs; rollout-vs-actor diagnostics
   are recomputed on rollouts only;
-* ``_compute_advantage``: Eq. 7 over the augmented group (:mod:`recipe_srft.advantage`), plus
-  the sequence rewards for the loss and the SRFT data metrics;
+* ``_compute_advantage``: the per-group gate (``srft.group_gate=hpt``: HPT's switch, which rows a group keeps;
+  ``srft/hpt_sft_frac``), Eq. 7 over the augmented group (:mod:`recipe_srft.advantage`), plus the sequence
+  rewards for the loss and the SRFT data metrics;
 * ``_update_actor``: global demo-token counts (and mean entropy) per optimizer mini-batch, so the
-  SFT term is a token-mean over the mini-batch's demo tokens whatever the micro-batch size;
+  SFT term is a token-mean over the mini-batch's demo tokens whatever the micro-batch size; verl's global
+  step for the per-step weights (``srft.mix=chord``: mu, logged as ``srft/mu``);
 * a configurable replay-buffer poll interval (verl's fixed 2 s dominates small runs).
 """
 
@@ -44,10 +46,10 @@ from verl.workers.utils.padding import response_to_nested
 
 from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
 from .. import contract as C
-from ..advantage import grpo_advantage_with_demos
+from ..advantage import grpo_advantage_with_demos, hpt_switch
 from ..data_check import batch_data_metrics, check_training_data
 from ..demos import count_demos
-from ..losses import rows_with_rl_term, srft_loss_fn
+from ..losses import rows_with_rl_term, srft_loss_fn, step_metrics
 from ..minibatch import minibatch_ids, whole_group_order
 from .launch import apply_srft_group, check_verl_config, srft_config_from  # noqa: F401  (re-exported)
 from ..srft_config import describe
@@ -191,8 +193,9 @@ class SRFTTrainer(PPOTrainerSync):
         rewards = scores.clone()
         if self.srft.demo_reward == "constant":
             rewards = torch.where(is_demo, torch.ones_like(rewards), rewards)
+        keep, gate_metrics = group_gate(self.srft, scores, uids, is_demo, valid)
         adv = grpo_advantage_with_demos(
-            rewards, uids, is_demo, valid,
+            rewards, uids, is_demo, valid & keep,
             norm_by_std=self.srft.norm_adv_by_std,
             demos_in_stats=self.srft.demos_in_group_stats,
             demo_rl=self.srft.loss.demo_rl,
@@ -205,10 +208,12 @@ class SRFTTrainer(PPOTrainerSync):
                 "advantages": response_to_nested(advantages, response_mask),
                 "returns": response_to_nested(advantages.clone(), response_mask),
                 C.REWARDS: rewards,
+                C.KEEP: keep.long(),
             },
             batch_size=len(batch),
         )
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
+        metrics.update(gate_metrics)
         metrics.update(srft_data_metrics(scores, uids, is_demo, truncated, valid))
         if self.srft.demos_per_prompt > 0:  # what reached the batch: prompts without a demo, demos scored 0
             metrics.update(batch_data_metrics(scores, uids, is_demo, valid))
@@ -219,35 +224,26 @@ class SRFTTrainer(PPOTrainerSync):
     # ------------------------------------------------------------------ actor update
     def _update_actor(self, batch, metrics: dict):
         data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
-                               select_fields=["response_mask", C.IS_DEMO, "entropy"])
+                               select_fields=["response_mask", C.IS_DEMO, C.KEEP, "entropy"])
         padded = data.to_padded_tensor()
-        mask = padded["response_mask"].float()
+        keep = padded[C.KEEP].bool().reshape(-1)
+        all_tokens = padded["response_mask"].float()
+        mask = all_tokens * keep[:, None]  # the rows the group gate drops count nowhere (HPT removes them)
         is_demo = padded[C.IS_DEMO].bool().reshape(-1)
         groups = minibatch_ids(len(batch), self._actor_dp_size(), self._global_mini_batch())
-        demo_tokens = (mask * is_demo[:, None]).sum(-1)
-        tokens = mask.sum(-1)
-        entropy_sum = (padded["entropy"].float() * mask).sum(-1)
+        counts = minibatch_counts(groups, mask, is_demo, padded["entropy"].float(), self.srft.loss)
         valid = ~_padding_mask(batch)
-        # rows whose tokens carry an RL term: their tokens and rows are the denominators of L_rl
-        rl_tokens = tokens * rows_with_rl_term(is_demo, self.srft.loss)
-        per_sample_demo = torch.zeros(len(batch))
-        per_sample_entropy = torch.zeros(len(batch))
-        per_sample_rl_tokens = torch.zeros(len(batch))
-        per_sample_rl_seqs = torch.zeros(len(batch))
-        for g in groups.unique():
-            sel = groups == g
-            per_sample_demo[sel] = demo_tokens[sel].sum()
-            per_sample_entropy[sel] = entropy_sum[sel].sum() / tokens[sel].sum().clamp(min=1)
-            per_sample_rl_tokens[sel] = rl_tokens[sel].sum()
-            per_sample_rl_seqs[sel] = (rl_tokens[sel] > 0).sum().float()
-        metrics.update(minibatch_metrics(groups, is_demo, valid, demo_tokens))
-        # token-mean old-policy entropy of rollouts and of demonstrations (verl's actor/entropy mixes both)
-        metrics.update(split_metrics("entropy", entropy_sum, is_demo, valid, weights=tokens))
+        metrics.update(minibatch_metrics(groups, is_demo & keep, valid & keep, (mask * is_demo[:, None]).sum(-1)))
+        # token-mean old-policy entropy of rollouts and of demonstrations (verl's actor/entropy mixes both); every
+        # generated rollout counts, also one a gate drops: this is the policy's own entropy curve
+        metrics.update(split_metrics("entropy", (padded["entropy"].float() * all_tokens).sum(-1), is_demo, valid,
+                                     weights=all_tokens.sum(-1)))
+        # the per-step weights are a function of verl's step alone, restored on resume (trainer_base._load_checkpoint)
+        metrics.update(step_metrics(self.srft.loss, self.global_steps))
         if self.srft.dump_minibatches_dir:
-            self._dump_minibatches(batch, groups, is_demo, valid, per_sample_demo)
-        fields = TensorDict({C.DEMO_NUM_TOKENS: per_sample_demo, C.BATCH_ENTROPY: per_sample_entropy,
-                             C.RL_NUM_TOKENS: per_sample_rl_tokens, C.RL_NUM_SEQS: per_sample_rl_seqs},
-                            batch_size=len(batch))
+            self._dump_minibatches(batch, groups, is_demo, valid, counts[C.DEMO_NUM_TOKENS])
+        counts[C.GLOBAL_STEP] = torch.full((len(batch),), float(self.global_steps))
+        fields = TensorDict(counts, batch_size=len(batch))
         batch = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
         return super()._update_actor(batch, metrics)
 
@@ -278,6 +274,39 @@ class SRFTTrainer(PPOTrainerSync):
         if "actor" not in wg._dispatch_info:
             wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
         return max(wg._dispatch_info["actor"]) + 1
+
+
+def group_gate(srft, scores: torch.Tensor, uids: list, is_demo: torch.Tensor, valid: torch.Tensor):
+    """``(keep [B] bool, metrics)``: the rows the per-group gate keeps (every row without a gate). ``hpt``: HPT's
+    switch (:func:`recipe_srft.advantage.hpt_switch`) on the verifier scores, with ``srft/hpt_sft_frac`` (the
+    fraction of groups in SFT mode), ``srft/hpt_sft_groups`` and ``srft/hpt_groups``."""
+    if srft.group_gate == "none":
+        return torch.ones_like(is_demo, dtype=torch.bool), {}
+    keep, stats = hpt_switch(scores, uids, is_demo, valid, srft.gate_max_solved)
+    return keep, {"srft/hpt_sft_frac": stats["sft_frac"], "srft/hpt_sft_groups": float(stats["sft_groups"]),
+                  "srft/hpt_groups": float(stats["groups"])}
+
+
+def minibatch_counts(groups: torch.Tensor, mask: torch.Tensor, is_demo: torch.Tensor, entropy: torch.Tensor,
+                     loss_cfg) -> dict:
+    """Per-row copies of each optimizer mini-batch's global counts (:mod:`recipe_srft.contract`): demo tokens,
+    tokens and rows that carry an RL term, all (kept) response tokens and their mean old-policy entropy. ``mask``
+    is the response mask with the rows the group gate drops already zeroed."""
+    demo_tokens = (mask * is_demo[:, None]).sum(-1)
+    tokens = mask.sum(-1)
+    entropy_sum = (entropy * mask).sum(-1)
+    # rows whose tokens carry an RL term: their tokens and rows are the denominators of L_rl
+    rl_tokens = tokens * rows_with_rl_term(is_demo, loss_cfg)
+    out = {key: torch.zeros(len(groups)) for key in (C.DEMO_NUM_TOKENS, C.BATCH_ENTROPY, C.RL_NUM_TOKENS,
+                                                      C.RL_NUM_SEQS, C.KEPT_NUM_TOKENS)}
+    for g in groups.unique():
+        sel = groups == g
+        out[C.DEMO_NUM_TOKENS][sel] = demo_tokens[sel].sum()
+        out[C.BATCH_ENTROPY][sel] = entropy_sum[sel].sum() / tokens[sel].sum().clamp(min=1)
+        out[C.RL_NUM_TOKENS][sel] = rl_tokens[sel].sum()
+        out[C.RL_NUM_SEQS][sel] = (rl_tokens[sel] > 0).sum().float()
+        out[C.KEPT_NUM_TOKENS][sel] = tokens[sel].sum()
+    return out
 
 
 def _padding_mask(batch) -> torch.Tensor:

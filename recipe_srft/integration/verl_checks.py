@@ -26,6 +26,10 @@ class Refusal(NamedTuple):
 
 
 REFUSED: tuple[Refusal, ...] = (
+    Refusal("trainer.use_v1", (True,),
+            "verl's main_ppo then runs its legacy RayPPOTrainer, which never builds the SRFT trainer "
+            "(trainer.v1.trainer_mode): no demonstrations, no SRFT loss",
+            "set trainer.use_v1=true (srft_trainer.yaml states it)"),
     Refusal("actor_rollout_ref.actor.policy_loss.loss_mode", ("vanilla",),
             "the SRFT loss (Eq. 8-13) replaces verl's policy loss, the mode (and its knobs clip_cov_*, kl_cov_ratio, "
             "ppo_kl_coef, dro_beta, tau_pos/tau_neg) would never be used",
@@ -93,14 +97,17 @@ def unhonoured_verl_settings(config) -> list[str]:
 
 def preset_verl_conflicts(config, preset: str) -> list[str]:
     """One message per verl key that contradicts what ``srft.preset`` reproduces (``srft_config.PRESET_VERL``)."""
-    from ..srft_config import PRESET_VERL, preset_verl_overrides
+    from ..srft_config import PRESET_VERL, ResponseLengthOver, preset_verl_overrides
 
     rules = PRESET_VERL.get(preset, {})
     problems = []
     for key, (want, why) in rules.items():
         value = OmegaConf.select(config, key, default=None)
-        if (want is None and value is None) or (want is not None and value != want):
-            need = "a value" if want is None else _show(want)
+        if isinstance(want, ResponseLengthOver):  # run-dependent: any value, the fix names the published one
+            bad, need = value is None, "a value"
+        else:
+            bad, need = _differs(value, want), _show(want)
+        if bad:
             problems.append(f"{key}={_show(value)} contradicts srft.preset={preset}, which needs {need} ({why})")
     if problems:
         # the fix is the overrides the CPU scripts add for this preset (run_scripts/ write the same in bash)
@@ -110,6 +117,12 @@ def preset_verl_conflicts(config, preset: str) -> list[str]:
             + f" (PRESET={preset} in run_scripts/ sets them), or use srft.preset=custom with the switches you want"
         )
     return problems
+
+
+def _differs(value: Any, want: Any) -> bool:
+    if isinstance(want, (int, float)) and not isinstance(want, bool):
+        return isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != float(want)
+    return value != want
 
 
 def _show(value: Any) -> str:
