@@ -246,3 +246,19 @@ def test_weight_update_with_tied_embeddings(tmp_path, tiny_tokenizer):
     emb = server.model.get_input_embeddings().weight
     assert server.model.get_output_embeddings().weight.data_ptr() == emb.data_ptr()
     assert torch.equal(emb, state["model.embed_tokens.weight"])
+
+
+def test_sweep_shm_removes_only_what_the_run_left_and_nobody_uses(tmp_path):
+    """run_trainer's /dev/shm clean-up (recipe_srft.cpu.smoke.sweep_shm), on a stand-in folder."""
+    from recipe_srft.cpu.smoke import shm_entries, sweep_shm
+
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    (shm / "psm_before").write_bytes(b"x")          # there before the run: kept
+    before = shm_entries(shm)
+    for name in ("psm_left", "sem.mp-left", "verl_weights_left", "psm_held", "other_file"):
+        (shm / name).write_bytes(b"x")
+    with open(shm / "psm_held", "rb"):                # open in a live process: kept
+        removed = sweep_shm(before, shm)
+        assert sorted(removed) == ["psm_left", "sem.mp-left", "verl_weights_left"]
+    assert sorted(p.name for p in shm.iterdir()) == ["other_file", "psm_before", "psm_held"]  # not ours: kept
