@@ -355,6 +355,10 @@ def test_cli_end_to_end_tiny_model(shared_data, tiny_model_dir, tmp_path):
     assert dict(counts) == {s: 3 * n for s, n in expected_n.items()}  # rows x n
     assert res["num_samples"] == len(records) == 3 * sum(expected_n.values())
     assert res["model_info"]["layout"] == "hf" and res["config"]["backend_used_this_run"] == "hf"
+    # --dtype auto on the CPU = the checkpoint's own dtype (the tiny model's config.json says float32)
+    assert json.loads((tiny_model_dir / "config.json").read_text()).get("dtype", "float32") == "float32"
+    assert res["config"]["dtype_used_this_run"] == "float32" and res["config"]["dtypes_in_samples"] == ["float32"]
+    assert res["suite"]["name"] == "paper" and (res["config"]["temperature"], res["config"]["top_p"]) == (0.6, 1.0)
     # the second AIME prompt is the 9th row of LUFFY's file (each problem is repeated 8 times)
     df = pd.read_parquet(luffy / "valid.parquet")
     aime1 = next(r for r in records if r["source"] == "aime" and r["prompt_index"] == 1)
@@ -441,3 +445,164 @@ def test_old_module_path_is_an_alias_of_the_evaluation_cli():
     out = subprocess.run([sys.executable, "-m", "recipe_srft.eval", "--help"], cwd=REPO_ROOT, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0 and "python -m recipe_srft.evaluation" in out.stdout
+
+
+# --------------------------------------------------------------------------------------------------
+# suites (paper, hpt), AIME25, dtype resolution, vLLM against HF
+# --------------------------------------------------------------------------------------------------
+
+HPT_FIXTURES = REPO_ROOT / "tests" / "fixtures" / "hpt"
+HPT_FOLDERS = {"AIME24": "aime24", "AIME25": "aime25", "AMC23": "amc23", "MATH-500": "math500", "Minerva": "minerva",
+               "Olympiad-Bench": "olympiad_bench", "GPQA": "gpqa"}
+
+
+def _convert_hpt(tmp_path: Path) -> list[str]:
+    from data_prep import eval_sets
+
+    files = []
+    for folder, source in HPT_FOLDERS.items():
+        out = tmp_path / f"{source}.parquet"
+        assert eval_sets.main(["--format", "qa", "--data-source", source, "--input",
+                               str(HPT_FIXTURES / folder / "test.json"), "--output", str(out)]) == 0
+        files.append(str(out))
+    return files
+
+
+def test_suite_protocols_on_hpt_files(tmp_path):
+    from recipe_srft.evaluation.data import benchmark_key
+
+    files = _convert_hpt(tmp_path)
+    rows = load_rows(files)
+    hpt = {p.source: p for p in build_plan(rows, protocol="hpt")}
+    assert {s: (p.n, len(p.items)) for s, p in hpt.items()} == {s: (16, 3) for s in HPT_FOLDERS.values()}
+    paper = {p.source: p for p in build_plan(rows, protocol="paper")}
+    assert {s: p.n for s, p in paper.items()} == {"aime24": 32, "aime25": 32, "amc23": 32, "math500": 1,
+                                                  "minerva": 1, "olympiad_bench": 1, "gpqa": 1}
+    assert list(paper) == ["aime24", "aime25", "amc23", "math500", "minerva", "olympiad_bench", "gpqa"]  # report order
+    for name in ("aime25", "AIME25", "aime_2025", "AIME 2025", "math-ai/aime25", "opencompass/AIME2025"):
+        assert benchmark_key(name) == "aime25", name
+    for name, key in (("aime", "aime"), ("aime24", "aime24"), ("AIME24", "aime24"), ("aime250", "aime")):
+        assert benchmark_key(name) == key, name
+    # --n-per-source aime=4 is AIME24's, not AIME25's
+    over = {p.source: p for p in build_plan(rows, protocol="paper", n_per_source={"aime": 4})}
+    assert (over["aime24"].n, over["aime25"].n) == (4, 32)
+
+
+def test_suite_macro_averages():
+    from recipe_srft.evaluation.metrics import macro_averages
+    from recipe_srft.evaluation.suites import SUITES
+
+    avgs = {"aime24": 0.1, "aime25": 0.2, "amc23": 0.3, "math500": 0.4, "minerva": 0.5, "olympiad_bench": 0.6,
+            "arc_c": 0.7, "gpqa": 0.8, "mmlu_pro": 0.9}
+    keys = {"aime24": "aime24", "aime25": "aime25", "amc23": "amc23", "math500": "math500", "minerva": "minerva",
+            "olympiad_bench": "olympiad_bench", "arc_c": "arc_c", "gpqa": "gpqa", "mmlu_pro": "mmlu_pro"}
+    bench = [(name, keys[name], avg) for name, avg in avgs.items()]
+    hpt = macro_averages(bench, SUITES["hpt"].math, SUITES["hpt"].ood)
+    assert hpt["math_avg"]["value"] == pytest.approx((0.1 + 0.2 + 0.3 + 0.4 + 0.5 + 0.6) / 6)
+    assert hpt["ood_avg"]["value"] == pytest.approx((0.7 + 0.8) / 2) and hpt["ood_avg"]["extra"] == ["mmlu_pro"]
+    assert hpt["math_avg"]["missing"] == [] and hpt["math_avg"]["extra"] == []
+    paper = macro_averages(bench, SUITES["paper"].math, SUITES["paper"].ood)
+    assert paper["math_avg"]["value"] == pytest.approx((0.1 + 0.3 + 0.4 + 0.5 + 0.6) / 5)
+    assert paper["math_avg"]["extra"] == ["aime25"]  # reported, not in the paper's average
+    assert paper["ood_avg"]["value"] == pytest.approx((0.7 + 0.8 + 0.9) / 3)
+    missing = macro_averages([b for b in bench if b[0] != "aime25"], SUITES["hpt"].math, SUITES["hpt"].ood)
+    assert missing["math_avg"]["missing"] == ["aime25"] and missing["math_avg"]["partial"]
+
+
+def test_suite_sets_the_protocol_unless_given(tmp_path):
+    from recipe_srft.evaluation.cli import build_parser, config_from_args
+
+    def cfg(*extra):
+        return config_from_args(build_parser().parse_args(["--model", "m", "--data", "d", "--out", "o", *extra]))
+
+    hpt = cfg("--suite", "hpt")
+    assert (hpt.protocol, hpt.temperature, hpt.top_p, hpt.max_new_tokens, hpt.think_format) == ("hpt", 0.6, 0.95,
+                                                                                               8192, False)
+    paper = cfg()
+    assert (paper.protocol, paper.temperature, paper.top_p, paper.max_new_tokens, paper.think_format) == (
+        "paper", 0.6, 1.0, 8192, None)
+    mixed = cfg("--suite", "hpt", "--top-p", "1.0", "--protocol", "avg1", "--think-format", "auto")
+    assert (mixed.protocol, mixed.top_p, mixed.think_format) == ("avg1", 1.0, None)
+
+
+def test_resolve_dtype(tmp_path):
+    from recipe_srft.evaluation.generators import resolve_dtype
+
+    def ckpt(name, cfg):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps(cfg))
+        return str(d)
+
+    fp32, bf16 = ckpt("fp32", {"torch_dtype": "float32"}), ckpt("bf16", {"dtype": "bfloat16"})
+    none = ckpt("none", {"model_type": "qwen2"})
+    assert resolve_dtype("auto", fp32, on_gpu=False).name == "float32"
+    assert resolve_dtype("auto", bf16, on_gpu=False).name == "bfloat16"
+    assert resolve_dtype("auto", none, on_gpu=False).name == "float32"
+    assert resolve_dtype("auto", fp32, on_gpu=True).name == "bfloat16"
+    assert resolve_dtype("bf16", fp32, on_gpu=False).name == "bfloat16"
+    assert resolve_dtype("float16", fp32, on_gpu=True).name == "float16"
+    with pytest.raises(ValueError, match="--dtype"):
+        resolve_dtype("int8", fp32, on_gpu=False)
+
+
+def test_eval_sh_hpt_suite_end_to_end(tiny_model_dir, tmp_path):
+    """``bash run_scripts/eval.sh MODEL --suite hpt --limit 2`` on HPT's published layout (fixtures cut from it)."""
+    from data_prep import eval_sets
+
+    arc = tmp_path / "arc_c.parquet"
+    assert eval_sets.main(["--format", "arc_c", "--input", str(REPO_ROOT / "tests/fixtures/data_prep/arc_c.jsonl"),
+                           "--output", str(arc)]) == 0
+    out = tmp_path / "eval"
+    env = {**os.environ, "HPT_DATA": str(HPT_FIXTURES), "EVAL_ARC_C": str(arc), "BACKEND": "hf",
+           "PY": sys.executable, "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(["bash", "run_scripts/eval.sh", str(tiny_model_dir), str(out), "--suite", "hpt",
+                           "--limit", "2", "--max-new-tokens", "2", "--no-progress"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads((out / "results.json").read_text())
+    assert res["suite"]["name"] == "hpt" and res["config"]["suite"] == "hpt" and res["config"]["protocol"] == "hpt"
+    assert (res["config"]["temperature"], res["config"]["top_p"], res["config"]["think_format"]) == (0.6, 0.95, False)
+    assert any("Unify-Post-Training" in ref for ref in res["suite"]["references"])
+    names = list(HPT_FOLDERS.values()) + ["arc_c"]
+    assert sorted(res["benchmarks"]) == sorted(names)
+    assert all((b["n"], b["num_prompts"], b["num_samples"]) == (16, 2, 32) for b in res["benchmarks"].values())
+    assert res["macro"]["math_avg"]["members"] == ["aime24", "aime25", "amc23", "math500", "minerva", "olympiad_bench"]
+    assert res["macro"]["ood_avg"]["members"] == ["arc_c", "gpqa"] and not res["macro"]["math_avg"]["missing"]
+    assert res["config"]["dtypes_in_samples"] == ["float32"]
+    # the ground truths sampled are the published files' answers, row for row
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    for folder, source in HPT_FOLDERS.items():
+        published = json.loads((HPT_FIXTURES / folder / "test.json").read_text())
+        truths = {r["prompt_index"]: r["ground_truth"] for r in records if r["source"] == source}
+        assert truths == {i: published[i]["answer"] for i in range(2)}, source
+    md = (out / "results.md").read_text()
+    assert "suite `hpt`" in md and "| aime25 | 2 | 16 |" in md and "dtype `float32`" in md
+
+
+def test_vllm_and_hf_greedy_agree_on_the_tiny_model(tiny_model_dir, tmp_path):
+    """One vLLM engine (offline LLM, no Ray): greedy completions equal HF's, token for token, in the same dtype."""
+    try:
+        import vllm  # noqa: F401
+    except Exception as e:  # not installed, or a broken install
+        pytest.skip(f"vllm is not importable here: {e!r}")
+    questions = ["What is 1 + 1?", "Name a prime number.", "Say hello.", "Count to five:", "Why is the sky blue?"]
+    data = tmp_path / "q.parquet"
+    pd.DataFrame([_row("math", q, "2", i) for i, q in enumerate(questions)]).to_parquet(data)
+    out = tmp_path / "cmp"
+    proc = subprocess.run([sys.executable, "-m", "recipe_srft.evaluation.compare_backends", "--model", str(tiny_model_dir),
+                           "--data", str(data), "--out", str(out), "--max-new-tokens", "24"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    rep = json.loads((out / "compare_backends.json").read_text())
+    # one meaning of --dtype auto: the checkpoint's fp32 on the CPU, for both back ends
+    assert rep["hf"]["dtype"] == rep["vllm"]["dtype"] == "float32" and rep["same_dtype"]
+    assert rep["vllm"]["engine_kwargs"]["dtype"] == "float32"
+    assert rep["vllm"]["engine_kwargs"]["enforce_eager"] is True
+    assert rep["vllm"]["engine_kwargs"]["kv_cache_memory_bytes"] == 1 << 30
+    assert rep["num_prompts"] == len(questions)
+    assert all(len(ids) > 0 for ids in rep["hf_token_ids"])  # real completions, not empty ones
+    assert rep["hf_token_ids"] == rep["vllm_token_ids"], rep["differences"]
+    assert rep["hf_completions"] == rep["vllm_completions"] and rep["identical_completions"] == len(questions)
+    assert rep["differences"] == [] and "Every completion is identical." in (out / "compare_backends.md").read_text()

@@ -5,9 +5,14 @@ data_prep converters' files and LUFFY's ``valid*.parquet`` alike). A benchmark i
 value; files are concatenated in the order given.
 
 Samples per prompt (``n``), first rule that applies:
-``--n-per-source name=n`` (the exact data_source, or the same canonical source as
-``recipe_srft.reward.resolve_source``) > ``--n`` > the protocol: ``paper`` = 32 for AIME and AMC
-(canonical ``aime``/``aime24``/``amc``/``amc23``), 1 elsewhere; ``avg1`` = 1 everywhere.
+``--n-per-source name=n`` (the exact data_source, or the same benchmark, :func:`benchmark_key`)
+> ``--n`` > the protocol: ``paper`` = 32 for AIME24, AIME25 and AMC (benchmark keys
+``aime``/``aime24``/``aime25``/``amc``/``amc23``), 1 elsewhere; ``hpt`` = 16 everywhere (HPT's avg@16,
+see :mod:`.suites`); ``avg1`` = 1 everywhere.
+
+A benchmark's key is the grader's canonical source (``recipe_srft.reward.resolve_source``), except
+AIME 2025: any data_source naming it (``aime25``, ``AIME25``, ``aime_2025``, ...) is the benchmark
+``aime25``, reported and averaged on its own, and graded by the reward as math like every AIME.
 
 Duplicates: LUFFY's file repeats each AIME problem 8 times and each AMC problem 4 times, so that one
 sample per row gives avg@8 / avg@4. When a benchmark is sampled ``n > 1`` times per prompt, identical
@@ -20,15 +25,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 PAPER_N = 32
-PAPER_MULTI_SAMPLE = ("aime", "aime24", "amc", "amc23")
-PROTOCOLS = ("paper", "avg1")
-#: report order: the paper's table, then anything else in order of appearance
-PAPER_ORDER = ("aime", "aime24", "amc", "amc23", "math", "math500", "minerva", "olympiad_bench",
+PAPER_MULTI_SAMPLE = ("aime", "aime24", "aime25", "amc", "amc23")
+HPT_N = 16
+PROTOCOLS = ("paper", "hpt", "avg1")
+#: report order: the paper's table (AIME25 after AIME24, as HPT's), then anything else in order of appearance
+PAPER_ORDER = ("aime", "aime24", "aime25", "amc", "amc23", "math", "math500", "minerva", "olympiad_bench",
                "arc_c", "gpqa", "mmlu_pro")
+_AIME25 = re.compile(r"aime_?(20)?25(?!\d)")
 
 
 def to_py(obj: Any) -> Any:
@@ -127,10 +135,26 @@ def parse_n_per_source(spec: str | None) -> dict[str, int]:
     return out
 
 
-def _canonical(source: str) -> str:
+def benchmark_key(source: str) -> str:
+    """The benchmark a data_source names: the grader's canonical source, or ``aime25`` for AIME 2025.
+
+    ``ValueError`` when the reward cannot grade the source."""
     from recipe_srft.reward import resolve_source
 
-    return resolve_source(source)
+    canonical = resolve_source(source)  # raises for a source the grader does not know
+    if canonical in ("aime", "aime24") and _AIME25.search(re.sub(r"[\s\-]+", "_", str(source).strip().lower())):
+        return "aime25"
+    return canonical
+
+
+_canonical = benchmark_key
+
+
+def same_benchmark(a: str, b: str) -> bool:
+    """Two benchmark keys that name the same benchmark (``aime24``/``aime``, ``amc23``/``amc``, ``math500``/``math``)."""
+    from .metrics import MATH_ALIASES
+
+    return MATH_ALIASES.get(a, a) == MATH_ALIASES.get(b, b)
 
 
 def choose_n(source: str, canonical: str, protocol: str, n: int | None,
@@ -139,7 +163,7 @@ def choose_n(source: str, canonical: str, protocol: str, n: int | None,
         return n_per_source[source], f"--n-per-source {source}"
     for key, val in n_per_source.items():
         try:
-            if _canonical(key) == canonical:
+            if same_benchmark(_canonical(key), canonical):
                 return val, f"--n-per-source {key}"
         except ValueError:
             continue
@@ -147,6 +171,8 @@ def choose_n(source: str, canonical: str, protocol: str, n: int | None,
         return n, "--n"
     if protocol == "paper":
         return (PAPER_N, "paper protocol") if canonical in PAPER_MULTI_SAMPLE else (1, "paper protocol")
+    if protocol == "hpt":
+        return HPT_N, "hpt protocol"
     if protocol == "avg1":
         return 1, "avg1 protocol"
     raise ValueError(f"unknown protocol {protocol!r} ({', '.join(PROTOCOLS)})")
@@ -190,7 +216,7 @@ def build_plan(rows: list[Row], protocol: str = "paper", n: int | None = None,
     order = {name: i for i, name in enumerate(PAPER_ORDER)}
     plans.sort(key=lambda p: order.get(p.canonical, len(order)))  # stable: others keep their order
     unused = [k for k in n_per_source if k not in by_source
-              and not any(_safe_canonical(k) == p.canonical for p in plans)]
+              and not any(same_benchmark(_safe_canonical(k) or "", p.canonical) for p in plans)]
     if unused:
         print(f"[eval] warning: --n-per-source names match no benchmark in the data: {', '.join(unused)}")
     return plans

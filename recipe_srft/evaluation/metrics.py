@@ -26,10 +26,14 @@ from typing import Iterable, Sequence
 
 Z95 = 1.959963984540054
 
-#: canonical source names (``recipe_srft.reward.resolve_source``) of the macro groups
+#: benchmark keys (``recipe_srft.evaluation.data.benchmark_key``) of the paper's macro groups; a suite
+#: (``recipe_srft.evaluation.suites``) may average others
 MATH_GROUP = ("aime", "amc", "math", "minerva", "olympiad_bench")
 MATH_ALIASES = {"aime24": "aime", "amc23": "amc", "math500": "math"}
 OOD_GROUP = ("gpqa", "arc_c", "mmlu_pro")
+#: every benchmark that is a math / an OOD benchmark, in a suite's average or not
+MATH_FAMILY = MATH_GROUP + ("aime25",)
+OOD_FAMILY = OOD_GROUP
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -131,36 +135,45 @@ def summarize(per_prompt_scores: Sequence[Sequence[float]], n: int) -> dict:
 
 def macro_group(source_canonical: str) -> str | None:
     canon = MATH_ALIASES.get(source_canonical, source_canonical)
-    if canon in MATH_GROUP:
+    if canon in MATH_FAMILY:
         return "math"
-    if canon in OOD_GROUP:
+    if canon in OOD_FAMILY:
         return "ood"
     return None
 
 
-def macro_averages(bench_avgs: Iterable[tuple[str, str, float | None]]) -> dict:
+def macro_averages(bench_avgs: Iterable[tuple[str, str, float | None]], math_group: Sequence[str] = MATH_GROUP,
+                   ood_group: Sequence[str] = OOD_GROUP) -> dict:
     """Unweighted means of the per-benchmark avg@n of the math benchmarks and of the OOD benchmarks.
 
-    ``bench_avgs``: ``(benchmark name, canonical source, avg)``. A group reports the benchmarks it
-    averaged and the paper's benchmarks it misses (``partial`` when some are missing).
+    ``bench_avgs``: ``(benchmark name, benchmark key, avg)``; ``math_group`` / ``ood_group``: the keys each
+    average covers (default: the paper's; a suite passes its own). A group reports the benchmarks it averaged,
+    the expected ones it misses (``partial`` when some are missing) and, as ``extra``, the benchmarks of its kind
+    that the data holds but the suite does not average (e.g. AIME25 under the paper suite).
     """
-    groups = {"math": {"expected": MATH_GROUP, "members": [], "values": []},
-              "ood": {"expected": OOD_GROUP, "members": [], "values": []}}
+    groups = {"math": {"expected": tuple(math_group), "members": [], "values": [], "extra": []},
+              "ood": {"expected": tuple(ood_group), "members": [], "values": [], "extra": []}}
     seen: dict[str, set] = {"math": set(), "ood": set()}
     for name, canon, avg in bench_avgs:
         g = macro_group(canon)
         if g is None or avg is None:
             continue
+        key = MATH_ALIASES.get(canon, canon)
+        if key not in groups[g]["expected"]:
+            groups[g]["extra"].append(name)
+            continue
         groups[g]["members"].append(name)
         groups[g]["values"].append(avg)
-        seen[g].add(MATH_ALIASES.get(canon, canon))
+        seen[g].add(key)
     out = {}
     for g, d in groups.items():
         missing = [s for s in d["expected"] if s not in seen[g]]
         out[f"{g}_avg"] = {
             "value": mean(d["values"]) if d["values"] else None,
             "members": d["members"],
+            "expected": list(d["expected"]),
             "missing": missing,
             "partial": bool(missing),
+            "extra": d["extra"],
         }
     return out

@@ -5,8 +5,11 @@ Output directory ``OUT``:
 * ``samples.jsonl``: one JSON object per graded sample, appended (and fsynced) after every generator
   call: ``source, prompt_index, sample_index, config_hash, prompt_hash, grade_hash, row ([file, row]
   of the first parquet row of the prompt), prompt, ground_truth, response, pred, score, acc,
-  backend, time``.
-* ``results.json`` / ``results.md``: the report, always recomputed from ``samples.jsonl``.
+  backend, dtype, time``.
+* ``results.json`` / ``results.md``: the report, always recomputed from ``samples.jsonl``; it records the
+  suite (``suite``: protocol, sampling, averages and their sources, :mod:`.suites`), the back end and the
+  dtype that ran (``config.dtype_used_this_run``, ``config.dtypes_in_samples``; ``--dtype auto`` resolved
+  by :func:`.generators.resolve_dtype`).
 * ``merged_model/``: the HF model merged from a verl FSDP checkpoint (only for such a ``--model``).
 
 Resuming: a sample is identified by ``(source, prompt_index, sample_index, config_hash)`` where
@@ -38,6 +41,7 @@ from typing import Any, Callable
 from . import metrics
 from .data import PROTOCOLS, PromptItem, SourcePlan, build_plan, load_rows, stable_hash
 from .generators import Generator, SamplingConfig, sub_seed
+from .suites import Suite, get_suite
 
 SAMPLES_FILE = "samples.jsonl"
 RESULTS_JSON = "results.json"
@@ -45,22 +49,28 @@ RESULTS_MD = "results.md"
 DEFAULT_BATCH = {"hf": 32, "vllm": 4096}
 
 
+_FROM_SUITE = "suite"
+
+
 @dataclass
 class EvalConfig:
+    """``protocol``, ``temperature``, ``top_p``, ``max_new_tokens`` and ``think_format`` left unset take the
+    suite's values (:mod:`.suites`; ``think_format`` None = per row, as ``--think-format auto``)."""
+
     model: str
     data: list[str]
     out: str
-    protocol: str = "paper"
+    protocol: str | None = None
     n: int | None = None
     n_per_source: dict[str, int] = field(default_factory=dict)
-    temperature: float = 0.6
-    top_p: float = 1.0
-    max_new_tokens: int = 8192
+    temperature: float | None = None
+    top_p: float | None = None
+    max_new_tokens: int | None = None
     limit: int | None = None
     batch_size: int | None = None
     backend: str = "auto"
     seed: int = 0
-    think_format: bool | None = None
+    think_format: bool | None | str = _FROM_SUITE
     regrade: bool = False
     report_only: bool = False
     dtype: str = "auto"
@@ -70,6 +80,21 @@ class EvalConfig:
     gpu_memory_utilization: float = 0.9
     grade_workers: int = 8
     progress: bool = True
+    suite: str = "paper"
+    kv_cache_memory_bytes: int | None = None  # vLLM; on the CPU default generators.CPU_KV_CACHE_BYTES
+
+    def __post_init__(self):
+        suite = get_suite(self.suite)
+        for name in ("protocol", "temperature", "top_p", "max_new_tokens"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(suite, name))
+        if isinstance(self.think_format, str):
+            if self.think_format != _FROM_SUITE:
+                raise ValueError(f"think_format: True, False, None or {_FROM_SUITE!r}, got {self.think_format!r}")
+            self.think_format = suite.think_format
+
+    def suite_info(self) -> Suite:
+        return get_suite(self.suite)
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
@@ -227,7 +252,7 @@ def pending_calls(plans: list[SourcePlan], done: dict, batch_size: int) -> list[
 # --------------------------------------------------------------------------------------------------
 
 
-def compute_report(plans: list[SourcePlan], done: dict) -> dict:
+def compute_report(plans: list[SourcePlan], done: dict, suite: Suite | None = None) -> dict:
     benchmarks = {}
     for p in plans:
         scores = []
@@ -243,7 +268,9 @@ def compute_report(plans: list[SourcePlan], done: dict) -> dict:
                     duplicate_rows_merged=p.duplicate_rows_merged,
                     num_prompts_before_limit=p.num_prompts_before_limit)
         benchmarks[p.source] = summ
-    macro = metrics.macro_averages((name, b["canonical_source"], b["avg"]) for name, b in benchmarks.items())
+    suite = suite or get_suite("paper")
+    macro = metrics.macro_averages(((name, b["canonical_source"], b["avg"]) for name, b in benchmarks.items()),
+                                   math_group=suite.math, ood_group=suite.ood)
     return {"benchmarks": benchmarks, "macro": macro}
 
 
@@ -255,11 +282,14 @@ def render_markdown(results: dict) -> str:
     benches = results["benchmarks"]
     ks = sorted({int(k) for b in benches.values() for k in b.get("pass_at_k", {})})
     head = ["benchmark", "prompts", "n", "avg@n", "95% CI"] + [f"pass@{k}" for k in ks]
+    cfg = results["config"]
+    ran = ", ".join(f"`{x}`" for x in cfg.get("backends_in_samples") or []) or "none"
+    dtypes = ", ".join(f"`{x}`" for x in cfg.get("dtypes_in_samples") or []) or "unknown"
     lines = [f"# Evaluation of `{results['model']}`", "",
-             f"{results['timestamp']} - protocol `{results['config']['protocol']}`, temperature "
-             f"{results['config']['temperature']}, top_p {results['config']['top_p']}, max new tokens "
-             f"{results['config']['max_new_tokens']}, seed {results['config']['seed']}, config hash "
-             f"`{results['config']['config_hash']}`. Accuracy in %.", "",
+             f"{results['timestamp']} - suite `{cfg.get('suite', 'paper')}`, protocol `{cfg['protocol']}`, temperature "
+             f"{cfg['temperature']}, top_p {cfg['top_p']}, max new tokens "
+             f"{cfg['max_new_tokens']}, seed {cfg['seed']}, config hash "
+             f"`{cfg['config_hash']}`; back end {ran}, dtype {dtypes}. Accuracy in %.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, b in benches.items():
         ci = b.get("ci95")
@@ -272,7 +302,8 @@ def render_markdown(results: dict) -> str:
         if m["value"] is None:
             continue
         missing = f"; missing {', '.join(m['missing'])}" if m["missing"] else ""
-        lab = f"**{label}** ({', '.join(m['members'])}{missing})"
+        extra = f"; not averaged: {', '.join(m['extra'])}" if m.get("extra") else ""
+        lab = f"**{label}** ({', '.join(m['members'])}{missing}{extra})"
         lines.append("| " + " | ".join([lab, "", "", _pct(m["value"]), ""] + [""] * len(ks)) + " |")
     lines += ["", "Notes:", ""]
     for name, b in benches.items():
@@ -292,9 +323,13 @@ def render_markdown(results: dict) -> str:
         "per prompt, averaged over prompts (pass@1 = avg@n).",
         "- 95% CI of avg@n over prompts: n > 1: mean of per-prompt accuracies +- 1.96 * std (ddof=1) / "
         "sqrt(prompts), clipped to [0, 100]; n = 1: Wilson score interval.",
-        "- math avg / OOD avg: unweighted means of the benchmarks' avg@n (paper: AIME24, AMC, MATH-500, Minerva, "
-        "OlympiadBench / ARC-C, GPQA-Diamond, MMLU-Pro).",
+        f"- math avg / OOD avg: unweighted means of the benchmarks' avg@n over the suite's benchmarks "
+        f"(suite `{cfg.get('suite', 'paper')}`: {', '.join(results.get('suite', {}).get('math', []))} / "
+        f"{', '.join(results.get('suite', {}).get('ood', []))}).",
     ]
+    suite = results.get("suite") or {}
+    if suite.get("description"):
+        lines.append(f"- suite `{suite['name']}`: {suite['description']}. Sources: {'; '.join(suite['references'])}.")
     if results.get("ignored_records"):
         lines.append(f"- samples.jsonl holds {results['ignored_records']} records of other configurations or prompts "
                      "(not used here).")
@@ -347,7 +382,7 @@ def _run_eval(cfg: EvalConfig, out: Path, generator: Generator | None, log: Call
 
         model_info = detect_layout(cfg.model)  # fail before any work on a path that is no model
     grader = Grader(cfg)
-    backend_used = None
+    backend_used = dtype_used = None
     try:
         records = read_samples(samples_path, log)
         done, _ = _current(records, plans, config_hash)
@@ -375,9 +410,12 @@ def _run_eval(cfg: EvalConfig, out: Path, generator: Generator | None, log: Call
                 generator = make_generator(cfg.backend, model_info["eval_path"], seed=cfg.seed, dtype=cfg.dtype,
                                            device=cfg.device, tensor_parallel_size=cfg.tensor_parallel_size,
                                            max_model_len=cfg.max_model_len,
-                                           gpu_memory_utilization=cfg.gpu_memory_utilization)
-                log(f"[eval] backend {generator.name}: {model_info['eval_path']}")
+                                           gpu_memory_utilization=cfg.gpu_memory_utilization,
+                                           kv_cache_memory_bytes=cfg.kv_cache_memory_bytes)
+                log(f"[eval] backend {generator.name}, dtype {getattr(generator, 'dtype', '?')} "
+                    f"({getattr(generator, 'dtype_reason', '')}): {model_info['eval_path']}")
             backend_used = generator.name
+            dtype_used = getattr(generator, "dtype", None)
             batch_size = batch_size or DEFAULT_BATCH.get(generator.name, 32)
             calls = pending_calls(plans, done, batch_size)
             _generate(cfg, generator, grader, calls, total, samples_path, config_hash)
@@ -395,15 +433,19 @@ def _run_eval(cfg: EvalConfig, out: Path, generator: Generator | None, log: Call
     # the report is always recomputed from the file
     records = read_samples(samples_path, log)
     done, ignored = _current(records, plans, config_hash)
-    report = compute_report(plans, done)
+    suite = cfg.suite_info()
+    report = compute_report(plans, done, suite)
     backends = sorted({r.get("backend") for r in done.values() if r.get("backend")})
+    dtypes = sorted({r.get("dtype") for r in done.values() if r.get("dtype")})
     cfg_dict = dataclasses.asdict(cfg)
     cfg_dict.update(config_hash=config_hash, grade_hash=grader.hash, backend_used_this_run=backend_used,
-                    backends_in_samples=backends, data=[str(Path(d).resolve()) for d in cfg.data])
+                    backends_in_samples=backends, dtype_used_this_run=dtype_used, dtypes_in_samples=dtypes,
+                    data=[str(Path(d).resolve()) for d in cfg.data])
     results = {
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": cfg.model,
         "model_info": model_info,
+        "suite": suite.to_dict(),
         "config": cfg_dict,
         "samples_file": str(samples_path.resolve()),
         "num_samples": len(done),
@@ -453,7 +495,8 @@ def _generate(cfg: EvalConfig, generator: Generator, grader: Grader, calls, tota
                                  "config_hash": config_hash, "prompt_hash": it.prompt_hash,
                                  "grade_hash": grader.hash, "row": list(it.rows[0]), "prompt": it.prompt,
                                  "ground_truth": it.ground_truth, "response": text, **g,
-                                 "backend": generator.name, "time": round(now, 3)})
+                                 "backend": generator.name, "dtype": getattr(generator, "dtype", None),
+                                 "time": round(now, 3)})
             _append(samples_path, recs)
             written += len(recs)
             bar.update(len(recs))
