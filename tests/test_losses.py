@@ -86,12 +86,23 @@ def counts(batch):
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def naive_srft(batch, lp, cfg, mode="token-mean", g=None):
-    """Loop-based SRFT loss. `lp` is the [B, T] tensor to differentiate; returns (loss, parts)."""
+def naive_mu(step, warmup, decay, peak, valley):
+    """CHORD's mu written out again (piecewise: linear warm-up, half cosine, valley)."""
+    if step < warmup:
+        return peak * step / warmup
+    if step - warmup >= decay:
+        return valley
+    return valley + (peak - valley) * (1 + math.cos(math.pi * (step - warmup) / decay)) / 2
+
+
+def naive_srft(batch, lp, cfg, mode="token-mean", g=None, keep=None):
+    """Loop-based SRFT loss. `lp` is the [B, T] tensor to differentiate; returns (loss, parts). `keep`: rows a group
+    gate keeps (a dropped row is treated as absent)."""
     g = dict(g or {})
     dp = g.get("dp_size", 1)
     B, Tn = lp.shape
-    mask = [[bool(batch["response_mask"][i, t] != 0) for t in range(Tn)] for i in range(B)]
+    kept = [True] * B if keep is None else [bool(keep[i]) for i in range(B)]
+    mask = [[bool(batch["response_mask"][i, t] != 0) and kept[i] for t in range(Tn)] for i in range(B)]
     demo = [bool(batch["is_demo"][i]) for i in range(B)]
     ent = [[float(batch["entropy"][i, t]) for t in range(Tn)] for i in range(B)]
     adv = [[float(batch["advantages"][i, t]) for t in range(Tn)] for i in range(B)]
@@ -116,6 +127,9 @@ def naive_srft(batch, lp, cfg, mode="token-mean", g=None):
     def w_sft(i, t):
         if cfg.sft_weighting == "constant":
             return clamp(cfg.sft_coef)
+        if cfg.sft_weighting == "phi":
+            p = math.exp(float(lp[i, t]))
+            return clamp(cfg.sft_coef * p * (1 - p))
         return clamp(cfg.sft_coef * math.exp(cfg.sft_entropy_sign * h(i, t)))
 
     def w_rl(i, t):
@@ -230,8 +244,15 @@ def naive_srft(batch, lp, cfg, mode="token-mean", g=None):
     else:
         sft = zero
     ent_mat = [[batch["entropy"][i, t].item() + zero for t in range(Tn)] for i in range(B)]
+    if keep is not None and g.get("kept_num_tokens") is not None:
+        g["batch_num_tokens"] = g["kept_num_tokens"]  # the entropy bonus counts the kept tokens only
     ent_loss = agg(ent_mat, mode="token-mean", rows=every_row)  # the entropy bonus is always a token-mean
-    loss = rl + sft - cfg.entropy_coeff * ent_loss
+    if cfg.mix == "chord":
+        mu = naive_mu(g["global_step"], cfg.mu_warmup_steps, cfg.mu_decay_steps, cfg.mu_peak, cfg.mu_valley)
+        c_rl, c_sft = 1 - mu, mu
+    else:
+        c_rl, c_sft = 1.0, 1.0
+    loss = c_rl * rl + c_sft * sft - cfg.entropy_coeff * ent_loss
     parts = dict(sft=sft, off=agg(off), on=agg(on), rl=rl, ent=ent_loss)
     return loss, parts
 
@@ -304,6 +325,8 @@ CONFIGS = {
     "no_clip": {"onpolicy_clip": False},
     "no_demo_rl": {"demo_rl": False},
     "no_rollout_rl": {"rollout_rl": False},
+    "phi": {"sft_weighting": "phi", "sft_coef": 1.0},
+    "phi_clamp": {"sft_weighting": "phi", "sft_coef": 2.0, "weight_clamp": 0.3},
 }
 
 
@@ -317,6 +340,45 @@ CONFIGS = {
 def test_matches_naive(name, mode):
     batch = make_batch(seed=1)
     assert_matches_naive(batch, SRFTLossConfig(**CONFIGS[name]), mode)
+
+
+GATED = {
+    "hpt_like": dict(sft_weighting="constant", sft_coef=1.0, demo_rl=False, pos_weighting="constant", pos_coef=1.0,
+                     onpolicy_clip=False, entropy_coeff=0.01),
+    "chord_like": dict(mix="chord", sft_weighting="phi", sft_coef=1.0, demo_rl=False, pos_weighting="constant",
+                       pos_coef=1.0, mu_warmup_steps=3, mu_decay_steps=5, mu_peak=0.7, mu_valley=0.1),
+    "srft_gated": dict(entropy_coeff=0.01, entropy_scope="token", sft_entropy_sign=1),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", list(GATED))
+@pytest.mark.parametrize("step", [1, 5, 20])
+@pytest.mark.parametrize("global_counts", [False, True])
+def test_gate_and_mix_match_naive(name, mode, step, global_counts):
+    """A group gate (keep) and CHORD's mix against the loop reference, local and with the trainer's global counts
+    (kept rows only), including the gradient."""
+    batch = make_batch(seed=4)
+    keep = torch.tensor([True, False, True, False, True, True, False, True])
+    cfg = SRFTLossConfig(**GATED[name])
+    g = dict(dp_size=1, global_step=step)
+    if global_counts:
+        mask = batch["response_mask"].bool() & keep[:, None]
+        rl_rows = (batch["is_demo"] & cfg.demo_rl) | (~batch["is_demo"] & cfg.rollout_rl)
+        g.update(batch_num_tokens=int(batch["response_mask"].sum()) + 7, global_batch_size=9,
+                 demo_num_tokens=int((mask & batch["is_demo"][:, None]).sum()),
+                 rl_num_tokens=int((mask & rl_rows[:, None]).sum()),
+                 rl_num_seqs=int(((mask & rl_rows[:, None]).sum(-1) > 0).sum()), kept_num_tokens=int(mask.sum()))
+    lp = batch["log_prob"].clone().requires_grad_()
+    loss, _ = compute_srft_loss(lp, batch["old_log_prob"], batch["entropy"], batch["advantages"],
+                                batch["response_mask"], batch["is_demo"], batch["rewards"], cfg, mode, g, keep=keep)
+    (grad,) = torch.autograd.grad(loss, lp)
+    nlp = batch["log_prob"].clone().requires_grad_()
+    nloss, _ = naive_srft(batch, nlp, cfg, mode, g, keep=keep)
+    (ngrad,) = torch.autograd.grad(nloss, nlp)
+    torch.testing.assert_close(loss.detach(), nloss.detach(), atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(grad, ngrad, atol=1e-10, rtol=1e-10)
+    assert grad[~keep].abs().sum() == 0  # a dropped row gets no gradient
 
 
 @pytest.mark.parametrize("name", [n for n in CONFIGS if n != "default"])
@@ -678,7 +740,7 @@ def test_call_validation():
 
 
 def build_micro_batch(batch, P=4, seed=21, is_demo_shape="flat", with_batch_entropy=False, demo_num_tokens=None,
-                      rl_num_tokens=None, rl_num_seqs=None):
+                      rl_num_tokens=None, rl_num_seqs=None, extra=None):
     """A verl micro-batch in the no-padding layout plus the model output as nested (jagged) full-sequence tensors.
 
     Returns (data, model_output, lp_leaf, ent_leaf); lp_leaf/ent_leaf are the padded [B, T] response tensors the
@@ -722,6 +784,7 @@ def build_micro_batch(batch, P=4, seed=21, is_demo_shape="flat", with_batch_entr
     }
     if with_batch_entropy:
         tensors["srft_batch_entropy"] = torch.full((B,), 1.25, dtype=batch["entropy"].dtype)
+    tensors.update(extra or {})
     data = left_right_2_no_padding(tu.get_tensordict(tensors))
 
     lp_leaf = batch["log_prob"].clone().requires_grad_()
@@ -1007,3 +1070,251 @@ def test_two_ranks_without_global_counts_are_refused_not_guessed(mode, missing):
     batch = make_batch(seed=1)
     with pytest.raises(ValueError, match=missing):
         run_module(batch, SRFTLossConfig(), mode, dict(dp_size=2, demo_num_tokens=30))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the presets that reproduce published code: loss and gradient written out by hand from each code's formula
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _rows_batch(rows, T=4):
+    """rows: dicts with is_demo, lp (log-probs), old (behaviour log-probs; demos: ignored), ent, adv, reward.
+    Right-padded to T with junk that must not matter."""
+    def pad(values, junk):
+        return list(values) + [junk] * (T - len(values))
+
+    return dict(
+        log_prob=torch.tensor([pad(r["lp"], -7.0) for r in rows], dtype=F64),
+        old_log_prob=torch.tensor([pad(r.get("old", [0.0] * len(r["lp"])), -9.0) for r in rows], dtype=F64),
+        entropy=torch.tensor([pad(r["ent"], 5.0) for r in rows], dtype=F64),
+        advantages=torch.tensor([[r["adv"]] * T for r in rows], dtype=F64),
+        response_mask=torch.tensor([pad([1.0] * len(r["lp"]), 0.0) for r in rows], dtype=F64),
+        is_demo=torch.tensor([r["is_demo"] for r in rows]),
+        rewards=torch.tensor([r["reward"] for r in rows], dtype=F64),
+    )
+
+
+def test_srft_code_preset_equals_the_released_code_written_out_by_hand():
+    """fyqqyf/SRFT@8d4e10a as public notes read it (srft_config.PRESET_SOURCES["srft_code"]), on one micro-batch of
+    one GPU (gradient accumulation 1, LUFFY's mix_src), T = 4:
+
+    * demo tokens, SFT (mix_core_alg.py:162-163, mix_actor.py, train.sh:63 sft_loss_coef=-0.5 subtracted):
+      +0.5 * exp(+H_t) * (-log p_t), token-mean over the demo tokens (LUFFY's compute_sft_pure_loss, not settled);
+    * demo tokens, off-policy: -A * p / (p + 0.1) (off_policy_reshape p_div_p_0.1);
+    * rollout tokens: -A * ratio, unclipped (LUFFY's loss_remove_clip, not settled), times 0.1 * exp(+H_t) when
+      A > 0 (mix_core_alg.py:134), per token;
+    * RL: sum over tokens / T (LUFFY's loss_remove_token_mean, not settled); entropy bonus 0.001 * token-mean of H.
+
+    In verl terms the RL sum / T is seq-mean-token-sum-norm with loss_scale_factor = T / rows (3 rows here)."""
+    from recipe_srft.srft_config import resolve_srft_config
+
+    cfg = resolve_srft_config({"preset": "srft_code"}, {"entropy_coeff": 0.001}).loss
+    ln, e = math.log, math.exp
+    T = 4
+    demo = dict(is_demo=True, lp=[ln(0.5), ln(0.25), ln(0.9)], ent=[1.0, 2.0, 0.5], adv=0.5, reward=1.0)
+    pos = dict(is_demo=False, lp=[ln(0.4), ln(0.1)], old=[ln(0.2), ln(0.2)], ent=[1.5, 0.2], adv=0.5, reward=1.0)
+    neg = dict(is_demo=False, lp=[ln(0.3), ln(0.6), ln(0.2), ln(0.5)], old=[ln(0.6), ln(0.3), ln(0.2), ln(0.25)],
+               ent=[0.3, 0.7, 1.1, 2.2], adv=-0.5, reward=0.0)
+    b = _rows_batch([demo, pos, neg], T)
+    # by hand
+    sft = sum(0.5 * e(h) * -ln(p) for p, h in zip((0.5, 0.25, 0.9), demo["ent"])) / 3
+    off = sum(-0.5 * p / (p + 0.1) for p in (0.5, 0.25, 0.9))
+    on_pos = sum(-0.5 * rho * 0.1 * e(h) for rho, h in zip((2.0, 0.5), pos["ent"]))
+    on_neg = sum(0.5 * rho for rho in (0.5, 2.0, 1.0, 2.0))  # -A * ratio with A = -0.5; no clip, no weight
+    all_h = demo["ent"] + pos["ent"] + neg["ent"]
+    expected = (off + on_pos + on_neg) / T + sft - 0.001 * sum(all_h) / len(all_h)
+    loss, metrics, grad = run_module(b, cfg, "seq-mean-token-sum-norm", dict(dp_size=1, loss_scale_factor=T / 3))
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    assert metrics["srft/sft_loss"] == pytest.approx(sft, abs=1e-12)
+    # d/d log p: SFT -0.5 e^{H} / 3; off-policy -A * 0.1 p / (p + 0.1)^2 / T; rollouts -A * ratio * w / T
+    expected_grad = torch.tensor([
+        [-0.5 * e(h) / 3 - 0.5 * 0.1 * p / (p + 0.1) ** 2 / T for p, h in zip((0.5, 0.25, 0.9), demo["ent"])] + [0],
+        [-0.5 * rho * 0.1 * e(h) / T for rho, h in zip((2.0, 0.5), pos["ent"])] + [0, 0],
+        [0.5 * rho / T for rho in (0.5, 2.0, 1.0, 2.0)]], dtype=F64)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-12, rtol=1e-12)
+    # the paper's reading (srft) differs on this batch: exp(-H) per sequence in w_sft, clipping, std
+    paper, _, _ = run_module(b, resolve_srft_config({"preset": "srft"}, {"entropy_coeff": 0.001}).loss,
+                             "seq-mean-token-sum-norm", dict(dp_size=1, loss_scale_factor=T / 3))
+    assert abs(paper.item() - expected) > 1e-3
+
+
+def test_hpt_preset_equals_hpts_published_loss_and_switch_written_out_by_hand():
+    """HPT@ae332f5 (srft_config.PRESET_SOURCES["hpt"]) on one micro-batch of one GPU, T = 4. Two prompts:
+
+    * prompt a: 0 of 2 rollouts solved -> SFT mode (mix_trainer.py:397, SWITCH_GATE=0): its rollouts are removed
+      and its demonstration trained with compute_sft_pure_loss (token-mean of -log p), sft_loss_coef 1.0;
+    * prompt b: 1 of 2 solved -> RL mode: rollouts only, A = r - mean (grpo_use_std=False), -A * ratio unclipped,
+      sum over tokens / T (loss_remove_token_mean); its demonstration is never added.
+    Entropy bonus 0.001 * token-mean of H over the rows that remain (mix_actor.py:436). In verl terms the RL sum /
+    T is seq-mean-token-sum-norm with loss_scale_factor = T / (2 kept RL rows)."""
+    from recipe_srft.advantage import grpo_advantage_with_demos, hpt_switch
+    from recipe_srft.srft_config import resolve_srft_config
+
+    srft = resolve_srft_config({"preset": "hpt"}, {"entropy_coeff": 0.001})
+    ln = math.log
+    T = 4
+    rows = [
+        dict(g="a", is_demo=False, reward=0.0, lp=[ln(0.3), ln(0.4)], old=[ln(0.3), ln(0.2)], ent=[0.9, 0.8]),
+        dict(g="a", is_demo=False, reward=0.0, lp=[ln(0.5)], old=[ln(0.25)], ent=[1.7]),
+        dict(g="a", is_demo=True, reward=1.0, lp=[ln(0.5), ln(0.25), ln(0.8)], ent=[1.0, 2.0, 0.5]),
+        dict(g="b", is_demo=False, reward=1.0, lp=[ln(0.4), ln(0.1)], old=[ln(0.2), ln(0.2)], ent=[1.5, 0.5]),
+        dict(g="b", is_demo=False, reward=0.0, lp=[ln(0.6), ln(0.3), ln(0.3)], old=[ln(0.3), ln(0.6), ln(0.3)],
+             ent=[0.3, 0.6, 0.9]),
+        dict(g="b", is_demo=True, reward=1.0, lp=[ln(0.7)], ent=[2.5]),
+    ]
+    groups = [r["g"] for r in rows]
+    scores = torch.tensor([r["reward"] for r in rows])
+    is_demo = torch.tensor([r["is_demo"] for r in rows])
+    keep, stats = hpt_switch(scores, groups, is_demo, None, srft.gate_max_solved)
+    assert keep.tolist() == [False, False, True, True, True, False]  # the decision, by hand
+    assert stats["sft_frac"] == 0.5
+    adv = grpo_advantage_with_demos(scores, groups, is_demo, keep, norm_by_std=srft.norm_adv_by_std,
+                                    demos_in_stats=srft.demos_in_group_stats, demo_rl=srft.loss.demo_rl,
+                                    rollout_rl=srft.loss.rollout_rl)
+    assert adv.tolist() == [0.0, 0.0, 0.0, 0.5, -0.5, 0.0]  # b: 1 - 0.5, 0 - 0.5; a's rows and b's demo: none
+    for r, a in zip(rows, adv.tolist()):
+        r["adv"] = a
+    b = _rows_batch(rows, T)
+    sft = (-ln(0.5) - ln(0.25) - ln(0.8)) / 3
+    rl = (-0.5 * 2.0 - 0.5 * 0.5 + 0.5 * 2.0 + 0.5 * 0.5 + 0.5 * 1.0) / T
+    kept_h = [1.0, 2.0, 0.5, 1.5, 0.5, 0.3, 0.6, 0.9]
+    expected = sft + rl - 0.001 * sum(kept_h) / len(kept_h)
+    g = dict(dp_size=1, loss_scale_factor=T / 2)
+    lp = b["log_prob"].clone().requires_grad_()
+    loss, metrics = compute_srft_loss(lp, b["old_log_prob"], b["entropy"], b["advantages"], b["response_mask"],
+                                      b["is_demo"], b["rewards"], srft.loss, "seq-mean-token-sum-norm", g, keep=keep)
+    assert loss.item() == pytest.approx(expected, abs=1e-12)
+    (grad,) = torch.autograd.grad(loss, lp)
+    expected_grad = torch.tensor([[0, 0, 0, 0], [0, 0, 0, 0], [-1 / 3, -1 / 3, -1 / 3, 0],
+                                  [-0.5 * 2.0 / T, -0.5 * 0.5 / T, 0, 0], [0.5 * 2.0 / T, 0.5 * 0.5 / T, 0.5 / T, 0],
+                                  [0, 0, 0, 0]], dtype=F64)
+    torch.testing.assert_close(grad, expected_grad, atol=1e-12, rtol=1e-12)
+    # the same through global counts (what the trainer passes): kept tokens 8, kept RL rows 2 / tokens 5
+    g_global = dict(g, batch_num_tokens=15, global_batch_size=6, demo_num_tokens=3, rl_num_tokens=5, rl_num_seqs=2,
+                    kept_num_tokens=8)
+    loss2, _ = compute_srft_loss(b["log_prob"], b["old_log_prob"], b["entropy"], b["advantages"],
+                                 b["response_mask"], b["is_demo"], b["rewards"], srft.loss,
+                                 "seq-mean-token-sum-norm", g_global, keep=keep)
+    assert loss2.item() == pytest.approx(expected, abs=1e-12)
+    with pytest.raises(ValueError, match="kept_num_tokens"):
+        compute_srft_loss(b["log_prob"], b["old_log_prob"], b["entropy"], b["advantages"], b["response_mask"],
+                          b["is_demo"], b["rewards"], srft.loss, "seq-mean-token-sum-norm",
+                          {k: v for k, v in g_global.items() if k != "kept_num_tokens"}, keep=keep)
+
+
+@pytest.mark.parametrize("step, mu", [(0, 0.0), (100, 0.25), (200, 0.5), (400, 0.26), (600, 0.02), (650, 0.02)])
+def test_chord_mu_schedule_written_out_by_hand(step, mu):
+    """Trinity-RFT@0414330 chord_policy_loss.py mu_schedule_function with mix_chord.yaml's 200 / 400 / 0.5 / 0.02:
+    warm-up 100/200 * 0.5 = 0.25; at 400 the cosine is half-way: 0.02 + 0.48 * (1 + cos(pi/2)) / 2 = 0.26."""
+    from recipe_srft.losses import mu_schedule, step_metrics
+    from recipe_srft.srft_config import resolve_srft_config
+
+    cfg = resolve_srft_config({"preset": "chord"}).loss
+    assert mu_schedule(step, cfg.mu_warmup_steps, cfg.mu_decay_steps, cfg.mu_peak, cfg.mu_valley) == pytest.approx(mu)
+    assert step_metrics(cfg, step) == {"srft/mu": pytest.approx(mu)}  # what the trainer logs every step
+    assert step_metrics(SRFTLossConfig(), step) == {}
+    # CHORD's other published variants (mix_chord.yaml comments): chord-phi, constant mu = 0.1 (0 warm-up/decay)
+    assert mu_schedule(step, 0, 0, 0.1, 0.1) == pytest.approx(0.1)
+
+
+def test_chord_preset_equals_chords_published_loss_written_out_by_hand():
+    """Trinity-RFT@0414330 MIXCHORDPolicyLossFn (srft_config.PRESET_SOURCES["chord"]) on one micro-batch of one GPU:
+    loss = (1 - mu) * grpo + mu * sft with
+
+    * grpo: PPOPolicyLossFn on the usual rows, token-mean of verl's clipped surrogate (clip 0.2, dual clip 3) with
+      std-normalised GRPO advantages over the rollouts alone (expert rows are outside the groups);
+    * sft: SFTPhiLossFn on the expert rows, token-mean of -log p * sg(p (1 - p));
+    * the per-type weights n_type * per_micro_batch_weight_type: with dynamic batches experience_per_gpu /
+      (B * type_count_per_gpu), times verl's B / experience_per_gpu, = n_type / type_count = 1 for one micro-batch
+      holding the whole mini-batch; no entropy bonus (entropy_coef 0)."""
+    from recipe_srft.advantage import grpo_advantage_with_demos
+    from recipe_srft.losses import mu_schedule
+    from recipe_srft.srft_config import resolve_srft_config
+
+    srft = resolve_srft_config({"preset": "chord"}, {"entropy_coeff": 0.0})
+    ln = math.log
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0])
+    is_demo = torch.tensor([False, False, False, True])
+    adv = grpo_advantage_with_demos(scores, ["u"] * 4, is_demo, norm_by_std=srft.norm_adv_by_std,
+                                    demos_in_stats=srft.demos_in_group_stats, demo_rl=srft.loss.demo_rl)
+    # rollouts 1, 0, 0: mean 1/3, unbiased std sqrt(1/3); the expert row is outside and gets A = 0 (no RL term)
+    s = math.sqrt(1 / 3)
+    a_pos, a_neg = (2 / 3) / (s + 1e-6), (-1 / 3) / (s + 1e-6)
+    torch.testing.assert_close(adv, torch.tensor([a_pos, a_neg, a_neg, 0.0], dtype=torch.float32))
+    rows = [
+        dict(is_demo=False, reward=1.0, adv=a_pos, lp=[ln(0.4), ln(0.2)], old=[ln(0.2), ln(0.2)], ent=[1.0, 1.0]),
+        dict(is_demo=False, reward=0.0, adv=a_neg, lp=[ln(0.3), ln(0.9)], old=[ln(0.3), ln(0.1)], ent=[1.0, 1.0]),
+        dict(is_demo=False, reward=0.0, adv=a_neg, lp=[ln(0.5)], old=[ln(0.6)], ent=[1.0]),
+        dict(is_demo=True, reward=1.0, adv=0.0, lp=[ln(0.5), ln(0.9), ln(0.1)], ent=[3.0, 3.0, 3.0]),
+    ]
+    b = _rows_batch(rows, T=4)
+    # PPO surrogate per rollout token: ratio 2 with A > 0 is clipped at 1.2 (no gradient); ratio 1; ratio 1;
+    # ratio 9 with A < 0 is dual-clipped at 3 (no gradient); ratio 5/6 with A < 0 stays -A * ratio
+    grpo_tokens = [-a_pos * 1.2, -a_pos * 1.0, -a_neg * 1.0, -a_neg * 3.0, -a_neg * (5 / 6)]
+    grpo = sum(grpo_tokens) / 5
+    sft = sum(-ln(p) * p * (1 - p) for p in (0.5, 0.9, 0.1)) / 3
+    for step in (100, 400, 700):
+        mu = mu_schedule(step, 200, 400, 0.5, 0.02)
+        expected = (1 - mu) * grpo + mu * sft
+        g = dict(dp_size=1, global_step=step)
+        loss, metrics, grad = run_module(b, srft.loss, "token-mean", g)
+        assert loss.item() == pytest.approx(expected, abs=1e-12), step
+        assert metrics["srft/mu"] == pytest.approx(mu)
+        # d/d log p: expert -p (1 - p) / 3 (phi detached) times mu; rollouts -A * ratio / 5 where unclipped
+        expected_grad = torch.tensor([
+            [0.0, -a_pos * 1.0 / 5 * (1 - mu), 0, 0],
+            [-a_neg * 1.0 / 5 * (1 - mu), 0.0, 0, 0],
+            [-a_neg * (5 / 6) / 5 * (1 - mu), 0, 0, 0],
+            [-p * (1 - p) / 3 * mu for p in (0.5, 0.9, 0.1)] + [0]], dtype=F64)
+        torch.testing.assert_close(grad, expected_grad, atol=1e-9, rtol=1e-9)
+    with pytest.raises(ValueError, match="global step"):
+        run_module(b, srft.loss, "token-mean", dict(dp_size=1))
+
+
+def test_chord_per_type_normalisation_over_micro_batches_is_a_stated_difference():
+    """CHORD weights each micro-batch's per-type token-mean by its share of that type's rows (n_type / type count
+    per GPU, see the test above). Here each type is a token-mean over the whole optimizer mini-batch (global
+    counts). Equal when the micro-batches hold equal token counts per row; this batch shows the difference."""
+    from recipe_srft.srft_config import resolve_srft_config
+
+    srft = resolve_srft_config({"preset": "chord"}, {"entropy_coeff": 0.0})
+    ln = math.log
+    # every ratio is 1 (no clipping), A = +1 or -1 so -A * ratio = -/+1 per token; expert log-probs differ
+    rows = [dict(is_demo=False, reward=1.0, adv=1.0, lp=[ln(0.5)] * 4, old=[ln(0.5)] * 4, ent=[1.0] * 4),
+            dict(is_demo=True, reward=1.0, adv=0.0, lp=[ln(0.5)] * 4, ent=[1.0] * 4),
+            dict(is_demo=False, reward=0.0, adv=-1.0, lp=[ln(0.5)], old=[ln(0.5)], ent=[1.0]),
+            dict(is_demo=True, reward=1.0, adv=0.0, lp=[ln(0.9)], ent=[1.0])]
+    b = _rows_batch(rows, T=4)
+    step = 200  # mu = 0.5
+    # ours: token-means over the mini-batch: grpo (4 * -1 + 1 * +1) / 5, sft over 5 expert tokens
+    phi = lambda p: -ln(p) * p * (1 - p)  # noqa: E731
+    ours = 0.5 * (-4 + 1) / 5 + 0.5 * (4 * phi(0.5) + phi(0.9)) / 5
+    # CHORD's: micro-batch 1 = rows 0-1, micro-batch 2 = rows 2-3; each type's token-mean weighted by 1/2 (1 of 2 rows)
+    chord = 0.5 * (0.5 * -1 + 0.5 * 1) + 0.5 * (0.5 * phi(0.5) + 0.5 * phi(0.9))
+    g = dict(dp_size=1, global_step=step, batch_num_tokens=10, global_batch_size=4, demo_num_tokens=5,
+             rl_num_tokens=5, rl_num_seqs=2)
+    total = 0.0
+    for idx in ([0, 1], [2, 3]):  # two micro-batches: their losses add up to the mini-batch's
+        loss, _, _ = run_module(subset(b, idx), srft.loss, "token-mean", g, with_grad=False)
+        total += loss.item()
+    assert total == pytest.approx(ours, abs=1e-12)
+    assert abs(total - chord) > 0.05  # the stated difference (docs/method.md)
+
+
+def test_adapter_reads_the_gate_the_step_and_the_kept_tokens_from_the_batch():
+    """srft_loss_fn passes srft_keep, srft_kept_num_tokens and srft_global_step (written by the trainer) to the loss."""
+    batch = make_batch(seed=28, rows=ADAPTER_ROWS)
+    keep = torch.tensor([1, 0, 1, 1, 0, 1, 1, 1])
+    cfg = SRFTLossConfig(mix="chord", sft_weighting="phi", sft_coef=1.0, demo_rl=False, entropy_coeff=0.01)
+    extra = {"srft_keep": keep, "srft_kept_num_tokens": torch.full((8,), 33.0),
+             "srft_global_step": torch.full((8,), 250.0)}
+    data, model_output, lp_leaf, _ = build_micro_batch(batch, demo_num_tokens=30, rl_num_tokens=40, rl_num_seqs=9,
+                                                       extra=extra)
+    tu.assign_non_tensor(data, dp_size=2, batch_num_tokens=70, global_batch_size=12)
+    loss, metrics = srft_loss_fn(SimpleNamespace(loss_agg_mode="token-mean", loss_scale_factor=None), model_output,
+                                 data, srft_cfg=cfg)
+    g = dict(dp_size=2, batch_num_tokens=70, global_batch_size=12, demo_num_tokens=30, rl_num_tokens=40,
+             rl_num_seqs=9, kept_num_tokens=33, global_step=250)
+    nloss, _ = naive_srft(batch, batch["log_prob"], cfg, "token-mean", g, keep=keep.bool())
+    assert loss.item() == pytest.approx(nloss.item(), abs=1e-10)
+    assert metrics["srft/mu"] == pytest.approx(0.02 + 0.48 * (1 + math.cos(math.pi * 50 / 400)) / 2)

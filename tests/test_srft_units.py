@@ -368,3 +368,38 @@ def test_one_launch_path_group_size_and_batch_checks():
     with pytest.raises(dr.DryRunError) as dry_err:
         dr.dry_run(bad)
     assert str(trainer_err.value) in str(dry_err.value)
+
+
+def test_demonstrations_read_staleness_zero_like_the_rollouts_they_join():
+    """verl logs training/off_policy/trajectory_staleness = (global_steps - 1) - max_global_steps
+    (verl/trainer/ppo/v1/trainer_base.py); a synchronous rollout of step k comes from weights version k - 1
+    (PPOTrainerSync.on_step_end: update_weights(global_steps)). A demonstration joins its rollouts' version."""
+    from recipe_srft.integration.agent_loop import demo_version_tags
+
+    for step in (1, 2, 57):
+        tags = demo_version_tags(step)
+        assert tags == {"global_steps": step - 1, "min_global_steps": step - 1, "max_global_steps": step - 1}
+        rollout_version = step - 1
+        assert (step - 1) - tags["max_global_steps"] == 0 == (step - 1) - rollout_version
+    assert demo_version_tags(None) == {"global_steps": None, "min_global_steps": None, "max_global_steps": None}
+
+
+def test_minibatch_counts_leave_out_the_rows_a_gate_drops():
+    """The trainer's global counts per optimizer mini-batch, by hand: two mini-batches of 3 rows; the gate dropped
+    row 1 (a rollout) and row 5 (a demo); hpt's loss config (demos carry no RL term)."""
+    from recipe_srft import contract as C
+    from recipe_srft.integration.trainer import minibatch_counts
+
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    lengths = torch.tensor([3, 2, 4, 1, 2, 5])
+    keep = torch.tensor([1, 0, 1, 1, 1, 0]).bool()
+    is_demo = torch.tensor([False, False, True, False, False, True])
+    mask = (torch.arange(5)[None, :] < lengths[:, None]).float() * keep[:, None]
+    entropy = torch.arange(30, dtype=torch.float32).reshape(6, 5) / 10
+    counts = minibatch_counts(groups, mask, is_demo, entropy, resolve_srft_config({"preset": "hpt"}).loss)
+    assert counts[C.DEMO_NUM_TOKENS].tolist() == [4, 4, 4, 0, 0, 0]
+    assert counts[C.RL_NUM_TOKENS].tolist() == [3, 3, 3, 3, 3, 3]  # kept rollout tokens: 3 | 1 + 2
+    assert counts[C.RL_NUM_SEQS].tolist() == [1, 1, 1, 2, 2, 2]
+    assert counts[C.KEPT_NUM_TOKENS].tolist() == [7, 7, 7, 3, 3, 3]
+    # mean old-policy entropy over the kept tokens: rows 0 (0.0, 0.1, 0.2) and 2 (1.0 .. 1.3) | 3 (1.5), 4 (2.0, 2.1)
+    torch.testing.assert_close(counts[C.BATCH_ENTROPY], torch.tensor([4.9 / 7] * 3 + [5.6 / 3] * 3))
