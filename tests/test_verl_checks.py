@@ -30,6 +30,8 @@ CASES = [
      "set actor_rollout_ref.actor.use_kl_loss=false"),
     ("algorithm.norm_adv_by_std_in_grpo=false", "algorithm.norm_adv_by_std_in_grpo=false",
      "set srft.norm_adv_by_std=false"),
+    # issue 19: the run must not depend on verl's default of trainer.use_v1
+    ("trainer.use_v1=false", "trainer.use_v1=false", "set trainer.use_v1=true"),
 ]
 
 
@@ -52,6 +54,14 @@ def test_issue_settings_are_refused(bases, base, override, named, fix):
 @pytest.mark.parametrize("overrides", [[], ["+runtime=cpu"]], ids=["srft_trainer", "cpu_runtime"])
 def test_defaults_are_honoured(overrides):
     assert unhonoured_verl_settings(compose_config(overrides)) == []
+
+
+def test_srft_trainer_yaml_states_use_v1_itself():
+    """The recipe's yaml sets trainer.use_v1: true, so a flip of verl's default cannot change the trainer."""
+    import yaml
+
+    data = yaml.safe_load((REPO / "recipe_srft" / "config" / "srft_trainer.yaml").read_text())
+    assert data["trainer"]["use_v1"] is True
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
