@@ -382,12 +382,6 @@ def term_coefficients(cfg: SRFTLossConfig, global_step=None) -> dict[str, float]
     return {"rl": 1.0 - mu, "sft": mu, "mu": mu}
 
 
-def step_metrics(cfg: SRFTLossConfig, global_step) -> dict[str, float]:
-    """What the trainer logs every step about the per-step weights (``srft/mu`` under ``mix="chord"``)."""
-    coefs = term_coefficients(cfg, global_step)
-    return {"srft/mu": coefs["mu"]} if "mu" in coefs else {}
-
-
 # ---------------------------------------------------------------- the terms (pure, per token)
 
 

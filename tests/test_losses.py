@@ -1206,7 +1206,8 @@ def test_hpt_preset_equals_hpts_published_loss_and_switch_written_out_by_hand():
 def test_chord_mu_schedule_written_out_by_hand(step, mu):
     """Trinity-RFT@0414330 chord_policy_loss.py mu_schedule_function with mix_chord.yaml's 200 / 400 / 0.5 / 0.02:
     warm-up 100/200 * 0.5 = 0.25; at 400 the cosine is half-way: 0.02 + 0.48 * (1 + cos(pi/2)) / 2 = 0.26."""
-    from recipe_srft.losses import mu_schedule, step_metrics
+    from recipe_srft.integration.trainer import step_metrics
+    from recipe_srft.losses import mu_schedule
     from recipe_srft.srft_config import resolve_srft_config
 
     cfg = resolve_srft_config({"preset": "chord"}).loss

@@ -49,7 +49,7 @@ from .. import contract as C
 from ..advantage import grpo_advantage_with_demos, hpt_switch
 from ..data_check import batch_data_metrics, check_training_data
 from ..demos import count_demos
-from ..losses import rows_with_rl_term, srft_loss_fn, step_metrics
+from ..losses import rows_with_rl_term, srft_loss_fn, term_coefficients
 from ..minibatch import minibatch_ids, whole_group_order
 from .launch import apply_srft_group, check_verl_config, srft_config_from  # noqa: F401  (re-exported)
 from ..srft_config import describe
@@ -274,6 +274,13 @@ class SRFTTrainer(PPOTrainerSync):
         if "actor" not in wg._dispatch_info:
             wg._dispatch_info["actor"] = wg._query_dispatch_info("actor")
         return max(wg._dispatch_info["actor"]) + 1
+
+
+def step_metrics(loss_cfg, global_step) -> dict[str, float]:
+    """What the trainer logs every step about the per-step weights: ``srft/mu`` under ``srft.mix=chord`` (a function
+    of verl's global step alone, :func:`recipe_srft.losses.term_coefficients`)."""
+    coefs = term_coefficients(loss_cfg, global_step)
+    return {"srft/mu": coefs["mu"]} if "mu" in coefs else {}
 
 
 def group_gate(srft, scores: torch.Tensor, uids: list, is_demo: torch.Tensor, valid: torch.Tensor):
