@@ -403,3 +403,13 @@ def test_minibatch_counts_leave_out_the_rows_a_gate_drops():
     assert counts[C.KEPT_NUM_TOKENS].tolist() == [7, 7, 7, 3, 3, 3]
     # mean old-policy entropy over the kept tokens: rows 0 (0.0, 0.1, 0.2) and 2 (1.0 .. 1.3) | 3 (1.5), 4 (2.0, 2.1)
     torch.testing.assert_close(counts[C.BATCH_ENTROPY], torch.tensor([4.9 / 7] * 3 + [5.6 / 3] * 3))
+
+
+def test_compare_cpu_accepts_the_new_methods_and_refuses_unknown_ones():
+    from recipe_srft.experiments.compare import check_methods
+
+    check_methods(["srft", "srft_code", "hpt", "chord", "luffy", "sft_rl"])
+    with pytest.raises(SystemExit, match=r"unknown \['hptt'\].*srft_code, hpt, chord, sft, sft_rl"):
+        check_methods(["srft", "hptt"])
+    with pytest.raises(SystemExit, match="custom"):  # listed nowhere: custom has no fixed settings to compare
+        check_methods(["custom"])

@@ -3,8 +3,9 @@
     python -m recipe_srft.experiments.compare [--out runs/cpu_compare] [--methods srft,luffy,grpo,sft,sft_rl]
         [--steps 8] [--seeds 3] [--seeds-for srft=3,sft_rl=3] [--results docs/results/cpu_compare.jsonl]
 
-Methods: any ``srft.preset`` (``srft``, ``luffy``, ``grpo``, ``sft_only``, ...) trained through verl's real RL
-trainer on the CPU runtime; ``sft``, verl's own SFT trainer on the demonstrations (torchrun, 2 gloo ranks,
+Methods: any ``srft.preset`` (``srft``, ``luffy``, ``grpo``, ``sft_only``, ``srft_code``, ``hpt``, ``chord``, ...)
+trained through verl's real RL trainer on the CPU runtime, each with the verl settings its preset ties
+(``srft_config.PRESET_VERL``, e.g. chord's entropy coefficient 0); ``sft``, verl's own SFT trainer on the demonstrations (torchrun, 2 gloo ranks,
 :mod:`recipe_srft.experiments.sft_rl`); ``sft_rl``, that SFT then ``grpo`` from its Hugging Face model.
 
 Budget rules (the same for every method and seed):
@@ -22,6 +23,10 @@ Budget rules (the same for every method and seed):
 Seeds: seed ``s`` sets ``data.seed`` (prompt order) and ``actor_rollout_ref.rollout.seed`` (rollout sampling) of
 the RL runs, and the row order of the SFT file (verl 0.9.1's SFT trainer has no data seed). CPU kernels are not
 bit-deterministic, so two runs with one seed may still differ slightly.
+
+Issue 19's comparison (the SFT+RL methods on one stack): ``--methods srft,srft_code,hpt,chord,luffy,sft_rl
+--seeds 3 --results docs/results/cpu_compare.jsonl``. Each record then also holds ``hpt_sft_frac`` (hpt: the mean
+share of groups in SFT mode) and ``final_mu`` (chord: mu at the last step) when the run logs them.
 
 Each finished run appends one JSON line to ``OUT/runs.jsonl`` (and to ``--results`` when given): method, seed,
 steps, held-out greedy accuracy with its Wilson 95% interval, the paired difference to the base model with its
@@ -54,6 +59,17 @@ from ..cpu.smoke import run_trainer
 #: methods that are not an srft.preset
 STAGE_METHODS = ("sft", "sft_rl")
 DEFAULT_METHODS = "srft,luffy,grpo,sft,sft_rl"
+
+
+def check_methods(methods: list[str]) -> None:
+    """Refuses an unknown method before anything runs, naming the known ones (every srft.preset but custom, plus
+    the stage methods)."""
+    from ..srft_config import PRESETS  # imports torch: not at module import
+
+    known = [p for p in PRESETS if p != "custom"] + list(STAGE_METHODS)
+    unknown = [m for m in methods if m not in known]
+    if unknown or not methods:
+        raise SystemExit(f"--methods: unknown {unknown or 'none given'}; choose from {', '.join(known)}")
 RUN_STAMP = "compare_overrides.json"
 #: two-sided 97.5% quantiles of Student's t for 1..10 degrees of freedom (the interval over seeds)
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
@@ -170,6 +186,9 @@ def run_method(method: str, seed: int, model: Path, train: Path, val: Path, base
         "mean_entropy": mean_metric(rows, "srft/onpolicy/entropy"),
         "final_entropy": last_metric(rows, "srft/onpolicy/entropy"),
         "onpolicy_solve_rate": mean_metric(rows, "srft/onpolicy_solve_rate"),
+        # the per-group gate and the scheduled mix (None for the methods without them)
+        "hpt_sft_frac": mean_metric(rows, "srft/hpt_sft_frac"),
+        "final_mu": last_metric(rows, "srft/mu"),
         "model": "SmolLM2-135M-Instruct", "prompts_per_step": args.prompts, "rollouts_per_prompt": args.n,
         "lr": args.lr, "rollout_engine": args.rollout_engine, "precision": args.precision,
         "settings": settings_key(args), "minutes": round((time.time() - t0) / 60, 1),
@@ -257,6 +276,7 @@ def main(argv=None):
     args.precision = resolve_precision(args.precision, _log)
     args.command = "python -m recipe_srft.experiments.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    check_methods(methods)
     seeds = {m: args.seeds for m in methods}
     for item in filter(None, (x.strip() for x in args.seeds_for.split(","))):
         name, _, k = item.partition("=")
