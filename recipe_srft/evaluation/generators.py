@@ -15,7 +15,13 @@ incomplete UTF-8 character at the end of a truncated completion where HF writes 
   ``kv_cache_memory_bytes`` (default :data:`CPU_KV_CACHE_BYTES` = 1 GiB, ``--kv-cache-memory-bytes``),
   instead of vLLM's share of the host memory (``gpu_memory_utilization`` of the node's RAM, which
   ``vllm/v1/worker/cpu_worker.py`` refuses when that much is not free); the env var
-  ``VLLM_CPU_KVCACHE_SPACE`` (GiB), when set, still wins (``vllm/platforms/cpu.py``).
+  ``VLLM_CPU_KVCACHE_SPACE`` (GiB), when set, still wins (``vllm/platforms/cpu.py``). Chunked prefill
+  is off there too (``max_num_batched_tokens`` = max(the model length, 2048)): vLLM 0.28 drops the token
+  sampled for a partly prefilled request and rewinds that request's seeded generator with
+  ``gen.set_offset`` (``vllm/v1/worker/gpu_model_runner.py:3825``), which torch's CPU generator refuses
+  ("CPU Generator does not use offset"), killing the engine as soon as a seeded batch outgrows one step's
+  token budget; vLLM's CPU platform disables chunked prefill the same way for MLA models
+  (``vllm/platforms/cpu.py:347-357``).
 * :class:`HFGenerator` (``--backend hf``): batched ``model.generate`` with left padding; the model's
   own ``generation_config`` sampling defaults (Qwen instruct checkpoints ship ``top_k=20``,
   ``repetition_penalty=1.05``, ...) are dropped so that the only sampling parameters are the ones
@@ -93,6 +99,20 @@ def resolve_dtype(dtype: str, model_path: str, on_gpu: bool) -> ResolvedDtype:
     if own is None:
         return ResolvedDtype(CPU_FALLBACK_DTYPE, "auto on the CPU: the checkpoint names no dtype, float32")
     return ResolvedDtype(own, "auto on the CPU: the checkpoint's own dtype (config.json)")
+
+
+#: vLLM's default per-step token budget (SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS in 0.28)
+CPU_MIN_BATCHED_TOKENS = 2048
+
+
+def model_max_length(model_path: str) -> int | None:
+    """``max_position_embeddings`` of a local checkpoint's config.json (None when unknown)."""
+    try:
+        with open(os.path.join(model_path, "config.json"), encoding="utf-8") as f:
+            value = json.load(f).get("max_position_embeddings")
+        return int(value) if value else None
+    except (OSError, ValueError, TypeError):
+        return None
 
 
 def vllm_on_cpu() -> bool:
@@ -269,8 +289,12 @@ class VLLMGenerator:
         kwargs: dict[str, Any] = dict(model=model_path, seed=seed, dtype=resolved.name,
                                       tensor_parallel_size=tensor_parallel_size,
                                       gpu_memory_utilization=gpu_memory_utilization)
-        if self.on_cpu:  # no CUDA graphs / compile warm-up, and a KV cache of a known size
-            kwargs.update(enforce_eager=True, kv_cache_memory_bytes=kv_cache_memory_bytes or CPU_KV_CACHE_BYTES)
+        if self.on_cpu:  # no CUDA graphs / compile warm-up, a KV cache of a known size, no partial prefills
+            kwargs.update(enforce_eager=True, kv_cache_memory_bytes=kv_cache_memory_bytes or CPU_KV_CACHE_BYTES,
+                          enable_chunked_prefill=False)
+            model_len = max_model_len or model_max_length(model_path)
+            if model_len:
+                kwargs["max_num_batched_tokens"] = max(int(model_len), CPU_MIN_BATCHED_TOKENS)
         elif kv_cache_memory_bytes:
             kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes
         if max_model_len:
