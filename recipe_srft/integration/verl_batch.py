@@ -139,9 +139,10 @@ def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int,
 
     if not dynamic:
         micro = get(f"{_ACTOR}.ppo_micro_batch_size_per_gpu")
-        fix = max(d for d in _divisors(per_rank_mini) if d <= (int(micro) if micro else per_rank_mini))
+        legacy = get(f"{_ACTOR}.ppo_micro_batch_size")
+        cap = int(micro) if micro else max(1, int(legacy) // dp) if legacy else per_rank_mini
+        fix = max(d for d in _divisors(per_rank_mini) if d <= cap)
         if micro is None:
-            legacy = get(f"{_ACTOR}.ppo_micro_batch_size")
             problems.append(
                 f"{_ACTOR}.ppo_micro_batch_size_per_gpu=null without dynamic batch size: verl's worker asserts it is "
                 f"set (verl/workers/engine_workers.py:637)"
@@ -166,9 +167,10 @@ def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int,
     for section, what, site in passes:
         key = f"{section}.log_prob_micro_batch_size_per_gpu"
         value = get(key)
-        fix = max(d for d in _divisors(common) if d <= (int(value) if value else common))
+        legacy = get(f"{section}.log_prob_micro_batch_size")
+        cap = int(value) if value else max(1, int(legacy) // dp) if legacy else common
+        fix = max(d for d in _divisors(common) if d <= cap)
         if value is None:
-            legacy = get(f"{section}.log_prob_micro_batch_size")
             problems.append(
                 f"{key}=null without dynamic batch size: verl's worker asserts it is set "
                 f"(verl/workers/engine_workers.py:636)"
