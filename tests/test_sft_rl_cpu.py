@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from recipe_srft.cpu.sft import last_step
-from recipe_srft.cpu.smoke import run_trainer, smoke_overrides
+from recipe_srft.cpu.engines import vllm_unavailable_reason
+from recipe_srft.cpu.gpu_script import script_config
+from recipe_srft.cpu.smoke import run_trainer
 from recipe_srft.experiments.demo_task import write_demo_task
 from recipe_srft.experiments.sft_rl import run_sft_stage, sft_data, sft_overrides
 from recipe_srft.integration.sft_stage import StageNotFinished, final_model
@@ -36,6 +38,7 @@ def _sft_losses(log: Path) -> dict[int, float]:
 
 
 @pytest.mark.ray
+@pytest.mark.skipif(vllm_unavailable_reason() is not None, reason=f"vLLM cannot run here: {vllm_unavailable_reason()}")
 def test_sft_then_grpo_starts_from_the_sft_weights(tiny_model_dir, tmp_path):
     train, val = write_demo_task(tmp_path / "data", n_train=32, n_val=4)
     sft_train = sft_data(train, tmp_path / "data" / "train.sft.parquet", tiny_model_dir)
@@ -62,27 +65,24 @@ def test_sft_then_grpo_starts_from_the_sft_weights(tiny_model_dir, tmp_path):
     assert run_sft_stage(overrides, stage1, nproc=2, timeout=600) == model
     assert log.stat().st_mtime_ns == stamp
 
-    # ---- stage 2: GRPO (srft.preset=grpo) from stage 1's HF model; lr 0 so its saved weights must *be* stage 1's
+    # ---- stage 2: PRESET=sft_rl's stage-2 launch of run_scripts/qwen_math.sh itself (GRPO from stage 1's HF model)
+    # on the CPU runtime with verl's vLLM rollout (recipe_srft.cpu.gpu_script); lr 0 (the script's LR) so its saved
+    # weights must *be* stage 1's; a pseudo-random reward so that the gradient is not 0
     stage2 = tmp_path / "stage2"
-    rl = [o for o in smoke_overrides(str(model), str(train), str(val), str(stage2), steps=1, max_prompt_length=128,
-                                     max_response_length=16)
-          if not o.startswith(("algorithm.adv_estimator", "actor_rollout_ref.actor.optim.lr"))] + [
-        "srft.preset=grpo",
-        "actor_rollout_ref.actor.optim.lr=0.0",
-        "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
-        f"reward.custom_reward_function.path={FIXTURES / 'hash_reward.py'}",
-        "reward.custom_reward_function.name=compute_score",
-        "trainer.test_freq=-1", "trainer.val_before_train=false",
-    ]
+    gpu, rl, _ = script_config("qwen_math.sh", "sft_rl", model, train, val, stage2, steps=1, LR="0",
+                               MAX_PROMPT_LENGTH="128", extra=[
+                                   "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
+                                   f"reward.custom_reward_function.path={FIXTURES / 'hash_reward.py'}"])
+    assert "srft.preset=grpo" in gpu and "actor_rollout_ref.rollout.name=vllm" in gpu  # the script's stage 2
     result = run_trainer(rl, stage2, entry="recipe_srft.main_srft", config_name="srft_trainer", timeout=600,
                          echo=False)
     assert result.returncode == 0, (stage2 / "train.log").read_text()[-6000:]
     rows = {r["step"]: r for r in read_console_metrics(stage2 / "train.log")}
     assert 1 in rows, sorted(rows)
-    # the HF rollout server and the FSDP actor both loaded model.path = stage 1's model, and agree on it
-    assert rows[1]["training/rollout_probs_diff_max"] < 1e-6
+    # vLLM and the FSDP actor both loaded model.path = stage 1's model, and agree on it
+    assert rows[1]["training/rollout_probs_diff_max"] < 1e-5
     assert rows[1]["srft/num_demos"] == 0  # grpo: no demonstration in the groups
-    rl_model = stage2 / "ckpt" / "global_step_1" / "actor" / "huggingface"
+    rl_model = stage2 / "ckpt" / "stage2_grpo" / "global_step_1" / "actor" / "huggingface"
     after = _weights(rl_model)
     assert after.keys() == sft.keys()
     for k in sft:

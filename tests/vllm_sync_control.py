@@ -9,3 +9,10 @@ from recipe_srft.cpu.vllm_worker import CPUColocateWorkerExtension
 class StaleWeightsWorkerExtension(CPUColocateWorkerExtension):
     def _update_weights(self, weights, peft_config, base_sync_done):  # verl/workers/rollout/vllm_rollout/utils.py:367
         return None
+
+
+class FailingSyncWorkerExtension(CPUColocateWorkerExtension):
+    """A receiver that fails at the first weight sync: verl's sender is left waiting on its socket."""
+
+    def update_weights_from_ipc(self, *args, **kwargs):  # verl/workers/rollout/vllm_rollout/utils.py:248
+        raise RuntimeError("vllm_sync_control: this receiver fails every weight sync")

@@ -84,6 +84,20 @@ def cpu_overrides(gpu_overrides: list[str], extra: list[str] = ()) -> list[str]:
             + [f"{key}={value}" for key, (value, _) in CUDA_ONLY_OVERRIDES.items()] + list(extra))
 
 
+def script_config(script: str, preset: str, model, train, val, out: Path, *, gpus: int = 1, steps: int = 2,
+                  extra: list[str] = (), **variables: str) -> tuple[list[str], list[str], dict]:
+    """(the script's overrides as on a cluster, the CPU run's overrides, the script's variables) for ``preset``.
+
+    ``sft_rl``: the stage-2 launch; ``DRY_RUN=overrides`` names a placeholder for stage 1's model, ``model`` is used.
+    """
+    env = script_env(preset, model, train, val, out, gpus, steps, **variables)
+    gpu = script_overrides(script, env)
+    if preset == "sft_rl":
+        gpu = [o for o in gpu if not o.startswith("actor_rollout_ref.model.path=")] + \
+              [f"actor_rollout_ref.model.path={model}"]
+    return gpu, cpu_overrides(gpu, extra), env
+
+
 def _flatten(node, prefix: str = "") -> dict:
     from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -177,15 +191,10 @@ def main(argv=None):
     out = Path(args.out).resolve()
     model, train, val = prepare_assets(Path(args.cache).resolve())
     model = Path(args.model).resolve() if args.model else model
-    env = script_env(args.preset, model, train, val, out, args.gpus, args.steps,
-                     **dict(v.split("=", 1) for v in args.var))
+    gpu, cpu, env = script_config(args.script, args.preset, model, train, val, out, gpus=args.gpus, steps=args.steps,
+                                  extra=args.overrides, **dict(v.split("=", 1) for v in args.var))
     print(f"{args.script} on the CPU, with the script's own variables: " + " ".join(f"{k}={v}" for k, v in env.items()
                                                                                  if k != "PYTHON"), flush=True)
-    gpu = script_overrides(args.script, env)
-    if args.preset == "sft_rl":  # DRY_RUN=overrides names a placeholder for stage 1's model: use the given one
-        gpu = [o for o in gpu if not o.startswith("actor_rollout_ref.model.path=")] + \
-              [f"actor_rollout_ref.model.path={model}"]
-    cpu = cpu_overrides(gpu, args.overrides)
     changes = config_changes(gpu, cpu)
     print(format_changes(changes), flush=True)
     if args.list_only:
