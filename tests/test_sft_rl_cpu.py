@@ -70,7 +70,7 @@ def test_sft_then_grpo_starts_from_the_sft_weights(tiny_model_dir, tmp_path):
     # weights must *be* stage 1's; a pseudo-random reward so that the gradient is not 0
     stage2 = tmp_path / "stage2"
     gpu, rl, _ = script_config("qwen_math.sh", "sft_rl", model, train, val, stage2, steps=1, LR="0",
-                               MAX_PROMPT_LENGTH="128", extra=[
+                               MAX_PROMPT_LENGTH="256", extra=[
                                    "actor_rollout_ref.actor.checkpoint.save_contents=[model,hf_model]",
                                    f"reward.custom_reward_function.path={FIXTURES / 'hash_reward.py'}"])
     assert "srft.preset=grpo" in gpu and "actor_rollout_ref.rollout.name=vllm" in gpu  # the script's stage 2
