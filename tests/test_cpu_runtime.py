@@ -262,3 +262,23 @@ def test_sweep_shm_removes_only_what_the_run_left_and_nobody_uses(tmp_path):
         removed = sweep_shm(before, shm)
         assert sorted(removed) == ["psm_left", "sem.mp-left", "verl_weights_left"]
     assert sorted(p.name for p in shm.iterdir()) == ["other_file", "psm_before", "psm_held"]  # not ours: kept
+
+
+def test_cpu_launchers_start_their_own_ray_cluster(tmp_path, monkeypatch):
+    """A ray_current_cluster file left by a killed `ray start` (or Ray's cluster_utils) makes ray.init() without an
+    address join that dead cluster; the CPU launchers' environment (RAY_ADDRESS=local) starts a new one, and an
+    explicit address still wins."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    from recipe_srft.cpu.env import apply_cpu_env
+
+    (tmp_path / "ray_current_cluster").write_text("127.0.0.1:6553")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    stale = canonicalize_bootstrap_address(None, str(tmp_path))  # Ray's behaviour, the trap: it joins that address
+    assert stale is not None and stale.endswith(":6553")
+    env = apply_cpu_env({})
+    assert env["RAY_ADDRESS"] == "local"
+    monkeypatch.setenv("RAY_ADDRESS", env["RAY_ADDRESS"])
+    assert canonicalize_bootstrap_address(None, str(tmp_path)) is None              # start a local instance
+    assert canonicalize_bootstrap_address("127.0.0.1:7000", str(tmp_path)).endswith(":7000")
+    assert apply_cpu_env({"RAY_ADDRESS": "10.0.0.1:6379"})["RAY_ADDRESS"] == "10.0.0.1:6379"  # the caller's own

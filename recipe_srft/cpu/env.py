@@ -35,6 +35,12 @@ def apply_cpu_env(environ: dict | None = None) -> dict:
 
     environ = os.environ if environ is None else environ
     environ.update(CPU_ENV)
+    # ray.init() without an address joins the cluster named in /tmp/ray/ray_current_cluster (ray/_private/services.py:
+    # 413-440), written by `ray start` and by Ray's cluster_utils, and left behind when either is killed: the CPU run
+    # then fails ("When connecting to an existing cluster, num_cpus and num_gpus must not be provided"). The CPU
+    # launchers start their own cluster; joining one is explicit (+ray_kwargs.ray_init.address=HOST:PORT, which Ray
+    # takes over this variable). A RAY_ADDRESS of the caller's own is kept.
+    environ.setdefault("RAY_ADDRESS", "local")
     # TransferQueue asks for 8 threads and warns on every put/get when the host has fewer cores
     environ.setdefault("TQ_NUM_THREADS", str(max(1, min(8, _physical_cores()))))
     quiet_verl_imports(environ)
