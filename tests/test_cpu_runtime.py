@@ -282,3 +282,31 @@ def test_cpu_launchers_start_their_own_ray_cluster(tmp_path, monkeypatch):
     assert canonicalize_bootstrap_address(None, str(tmp_path)) is None              # start a local instance
     assert canonicalize_bootstrap_address("127.0.0.1:7000", str(tmp_path)).endswith(":7000")
     assert apply_cpu_env({"RAY_ADDRESS": "10.0.0.1:6379"})["RAY_ADDRESS"] == "10.0.0.1:6379"  # the caller's own
+
+
+def test_engine_choice_falls_back_to_hf_only_when_vllm_cannot_run(monkeypatch):
+    """``--rollout auto``: vLLM when vllm-cpu can run here, else the HF server, with the reason; and the start-up
+    check refuses rollout.name=vllm on such a host (naming both fixes) instead of failing after the model loads."""
+    import importlib.util
+
+    from omegaconf import OmegaConf
+
+    from recipe_srft.cpu import engines
+
+    real_find_spec = importlib.util.find_spec
+    config = OmegaConf.create({"actor_rollout_ref": {"rollout": {"name": "vllm"}}})
+    monkeypatch.setattr(engines, "vllm_cpu_version", lambda: "0.28.0")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else None)
+    assert engines.default_rollout_engine() == ("vllm", "vllm-cpu 0.28.0")
+    assert engines.rollout_engine_problems(config) == []
+    # a CUDA-built torchcodec next to vLLM breaks `import vllm`: not a usable engine
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name in ("vllm", "torchcodec") else None)
+    engine, why = engines.default_rollout_engine()
+    assert engine == "hf" and "torchcodec" in why and "pip uninstall -y torchcodec" in why
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # no vLLM at all
+    engine, why = engines.default_rollout_engine()
+    assert engine == "hf" and why.startswith("fallback: vLLM is not installed")
+    (problem,) = engines.rollout_engine_problems(config)
+    assert "setup_cpu.sh" in problem and "actor_rollout_ref.rollout.name=hf" in problem
+    assert engines.rollout_engine_problems(OmegaConf.create({"actor_rollout_ref": {"rollout": {"name": "hf"}}})) == []
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)

@@ -17,7 +17,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_main_ppo_grpo_two_steps_on_cpu(tiny_model_dir, tmp_path):
     train, val = write_smoke_data(tmp_path / "data", n_train=8, n_val=4)
     out = tmp_path / "run"
-    overrides = smoke_overrides(str(tiny_model_dir), str(train), str(val), str(out), steps=2) + [
+    # verl's stock GRPO on the HF fallback engine (stock GRPO on verl's vLLM rollout: the sft_rl stage 2 of
+    # tests/test_sft_rl_cpu.py)
+    overrides = smoke_overrides(str(tiny_model_dir), str(train), str(val), str(out), steps=2, rollout="hf") + [
         # a reward that varies between responses, so advantages and gradients are non-zero
         f"reward.custom_reward_function.path={FIXTURES / 'hash_reward.py'}",
         "reward.custom_reward_function.name=compute_score",

@@ -103,6 +103,7 @@ def test_two_nodes_two_ranks(two_node_cluster, tiny_model_dir, tmp_path):
     out = tmp_path / "run"
     overrides = [
         "+runtime=cpu",
+        "actor_rollout_ref.rollout.name=hf",  # the HF fallback engine (vLLM across Ray nodes is not tested)
         f"+ray_kwargs.ray_init.address={two_node_cluster}",
         "ray_kwargs.ray_init.num_cpus=null", "ray_kwargs.ray_init.num_gpus=null",  # the cluster has its own
         "trainer.nnodes=2", "trainer.n_gpus_per_node=1",

@@ -32,6 +32,7 @@ def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-
     micro = (mini * GROUP) // ranks  # one micro-batch per rank and mini-batch
     return [
         "+runtime=cpu",
+        "actor_rollout_ref.rollout.name=hf",  # the HF fallback engine; the same shapes on vLLM: tests/test_vllm_e2e.py
         f"data.train_files={train}", f"data.val_files={val}",
         f"data.train_batch_size={N_PROMPTS}", "data.max_prompt_length=64", "data.max_response_length=16",
         f"actor_rollout_ref.model.path={model}",

@@ -20,6 +20,7 @@ N_PROMPTS, N_ROLLOUTS = 4, 3
 def srft_overrides(model, train, val, out, steps=2, micro=4, extra=()):
     return [
         "+runtime=cpu",
+        "actor_rollout_ref.rollout.name=hf",  # the HF fallback engine; verl's vLLM rollout: tests/test_vllm_e2e.py
         f"data.train_files={train}", f"data.val_files={val}",
         f"data.train_batch_size={N_PROMPTS}", "data.max_prompt_length=64", "data.max_response_length=16",
         f"actor_rollout_ref.model.path={model}",
