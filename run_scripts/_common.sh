@@ -32,6 +32,8 @@
 #   LOGPROB_TOKENS_PER_GPU  same for the log-prob passes (default: TOKENS_PER_GPU)
 #   TRAIN_BATCH_SIZE, PPO_MINI_BATCH_SIZE (prompts), PPO_EPOCHS, N_ROLLOUTS, LR, ENTROPY_COEFF, TEMPERATURE
 #   TOTAL_STEPS, TEST_FREQ, SAVE_FREQ, LOGGER ('[console,tensorboard]'), PROJECT_NAME, EXPERIMENT_NAME,
+#   MAX_CKPT_TO_KEEP      checkpoints kept (trainer.max_actor_ckpt_to_keep; verl deletes the older ones; 0 = keep
+#                         all; default 3, disk estimate in qwen_math.sh)
 #   CKPT_DIR, TENSORBOARD_DIR, STRATEGY (fsdp2), THINK_FORMAT (true: LUFFY's <think> rule in the reward)
 #   PYTHON                interpreter (default: .venv/bin/python of the repository, else python)
 #   DRY_RUN               1: run `python -m recipe_srft.tools.dry_run` with the same overrides instead of training
@@ -132,6 +134,8 @@ srft_launch() {
         MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH TOKENS_PER_GPU TOTAL_STEPS; do
         _srft_is_int "${!v}" || _srft_die "${v}=${!v} must be a non-negative integer"
     done
+    : "${MAX_CKPT_TO_KEEP:=3}"
+    _srft_is_int "${MAX_CKPT_TO_KEEP}" || _srft_die "MAX_CKPT_TO_KEEP=${MAX_CKPT_TO_KEEP} must be a non-negative integer"
     : "${LOGPROB_TOKENS_PER_GPU:=${TOKENS_PER_GPU}}"
     : "${EXPERIMENT_NAME:=${EXPERIMENT_PREFIX}_${PRESET}}"
     : "${CKPT_DIR:=${SRFT_ROOT}/checkpoints/${PROJECT_NAME}/${EXPERIMENT_NAME}}"
@@ -213,6 +217,7 @@ srft_launch() {
         "trainer.total_training_steps=${TOTAL_STEPS}"
         "trainer.test_freq=${TEST_FREQ}"
         "trainer.save_freq=${SAVE_FREQ}"
+        "trainer.max_actor_ckpt_to_keep=$([ "${MAX_CKPT_TO_KEEP}" = 0 ] && echo null || echo "${MAX_CKPT_TO_KEEP}")"
         "trainer.val_before_train=true"
         "trainer.logger=${LOGGER}"
         "trainer.project_name=${PROJECT_NAME}"

@@ -5,7 +5,7 @@
 # steps per rollout batch), 1 PPO epoch, lr 1e-6 constant, 8 rollouts + the preset's demonstrations per
 # prompt at temperature 1.0, prompts <= 1024 and responses <= 8192 tokens, no KL, entropy coefficient 0.001,
 # vLLM rollout with TP 2, FSDP2, dynamic batch size with 32768 tokens per GPU, math-verify reward with
-# LUFFY's <think> format rule, validation every 25 steps, a checkpoint every 50.
+# LUFFY's <think> format rule, validation every 25 steps, a checkpoint every 50 of which the last 3 are kept.
 #
 # Usage (from anywhere; relative paths are taken from the current directory):
 #   MODEL_PATH=/models/Qwen2.5-Math-7B-16k-think TRAIN_FILE=data/openr1.parquet bash run_scripts/qwen_math.sh
@@ -28,6 +28,11 @@
 #   RAW_TRAIN_FILE [unset]  VAL_FILE [../shared/data/luffy_eval/valid.parquet if present, else data/valid.parquet]
 #   PRESET [srft]  NNODES [1]  GPUS_PER_NODE [8]  ROLLOUT_TP [2]  GPU_MEMORY_UTILIZATION [0.6]
 #   TEST_FREQ [25]  SAVE_FREQ [50]  TOTAL_STEPS [500]  LOGGER ['[console,tensorboard]']  DRY_RUN [0]
+#   MAX_CKPT_TO_KEEP [3]   checkpoints kept (-> trainer.max_actor_ckpt_to_keep; verl deletes older ones; 0 = all).
+#                          Disk: one FSDP checkpoint of the 7B actor (model + optimizer + extra) is about 90 GB
+#                          (7.6e9 parameters: 30 GB fp32 weights + 61 GB Adam moments); all 10 of a 500-step run at
+#                          SAVE_FREQ=50 would be ~0.9 TB, the last 3 are ~270 GB (verl counts the checkpoints its
+#                          process wrote: after a resume, delete the older ones yourself)
 #
 # Multi-node: on the head node `ray start --head --port=6379`, on every other node
 # `ray start --address=<head-ip>:6379`, then run this script on the head node with NNODES set; it passes
@@ -61,6 +66,7 @@ case "${PRESET}" in chord) : "${ENTROPY_COEFF:=0}" ;; esac  # CHORD's example co
 : "${TOTAL_STEPS:=500}"
 : "${TEST_FREQ:=25}"
 : "${SAVE_FREQ:=50}"
+: "${MAX_CKPT_TO_KEEP:=3}"  # ~90 GB per checkpoint of the 7B actor (see above): ~270 GB kept, not ~0.9 TB
 : "${LOGGER:=[console,tensorboard]}"
 : "${PROJECT_NAME:=srft}"
 : "${EXPERIMENT_PREFIX:=qwen2.5-math-7b-16k}"

@@ -27,7 +27,7 @@ SCRIPT_VARS = (
     "GPU_MEMORY_UTILIZATION MAX_PROMPT_LENGTH MAX_RESPONSE_LENGTH TOKENS_PER_GPU LOGPROB_TOKENS_PER_GPU "
     "TRAIN_BATCH_SIZE PPO_MINI_BATCH_SIZE PPO_EPOCHS N_ROLLOUTS TEMPERATURE LR ENTROPY_COEFF TOTAL_STEPS TEST_FREQ "
     "SAVE_FREQ LOGGER PROJECT_NAME EXPERIMENT_PREFIX EXPERIMENT_NAME CKPT_DIR TENSORBOARD_DIR STRATEGY THINK_FORMAT "
-    "PYTHON DRY_RUN RAY_ADDRESS SFT_TRAIN_FILE SFT_BATCH_SIZE SFT_EPOCHS SFT_LR SFT_WARMUP_RATIO SFT_MIN_LR_RATIO "
+    "PYTHON DRY_RUN RAY_ADDRESS MAX_CKPT_TO_KEEP SFT_TRAIN_FILE SFT_BATCH_SIZE SFT_EPOCHS SFT_LR SFT_WARMUP_RATIO SFT_MIN_LR_RATIO "
     "SFT_MAX_LENGTH SFT_TOKENS_PER_GPU SFT_SAVE_FREQ NODE_RANK MASTER_ADDR MASTER_PORT"
 ).split()
 
@@ -103,6 +103,7 @@ def test_bash_dry_run_7b_multinode(bash_runs):
     assert "-> 2 optimizer steps per rollout batch" in out
     assert "entropy (weights) fp32 (actor.entropy_from_logits_with_chunking=true)" in out
     assert "4 node(s) x 8 = 32; rollout vllm TP 2 -> 16 replicas" in out
+    assert "checkpoint every 50" in out and "(keeps the last 3)" in out  # MAX_CKPT_TO_KEEP
     assert "'address': 'auto'" in out
     assert "actor_rollout_ref.actor -> FSDPActorConfig" in out
     assert "actor_rollout_ref.rollout -> RolloutConfig" in out
@@ -342,7 +343,7 @@ def test_unknown_key_fails_in_process(dry_run_mod, tmp_path, capsys):
         ({"GPUS_PER_NODE": 6, "ROLLOUT_TP": 4}, (), "not divisible by the rollout's model-parallel size 4"),
         # 24 GPUs: a mini-batch of 32 prompts x group 8 = 256 trajectories does not split over 24 ranks
         ({"NNODES": 3, "PPO_MINI_BATCH_SIZE": 32, "TRAIN_BATCH_SIZE": 96}, ("actor_rollout_ref.rollout.n=7",),
-         "does not split evenly over the actor's 24 data-parallel ranks"),
+         "does not split over the actor's 24 data-parallel ranks"),
         # the dynamic-batch budget must hold one prompt + response
         ({"TOKENS_PER_GPU": 8192}, (), "ppo_max_token_len_per_gpu=8192"),
         # pitfall 4: the 4k-position base cannot take 8192-token responses
@@ -355,6 +356,27 @@ def test_unknown_key_fails_in_process(dry_run_mod, tmp_path, capsys):
 )
 def test_other_bad_settings_fail(dry_run_mod, tmp_path, capsys, env, args, expected):
     _fails(dry_run_mod, script_overrides("qwen_math.sh", tmp_path, *args, **env), capsys, expected)
+
+
+def test_checkpoints_are_bounded(tmp_path):
+    """qwen_math.sh keeps the last MAX_CKPT_TO_KEEP=3 checkpoints (verl's trainer.max_actor_ckpt_to_keep; ~90 GB
+    each for the 7B actor); another value reaches verl's key, 0 keeps all (null), a non-number is refused."""
+    from recipe_srft.tools.dry_run import compose_config
+
+    def kept(**env):
+        found = [o for o in script_overrides("qwen_math.sh", tmp_path, **env)
+                 if o.startswith("trainer.max_actor_ckpt_to_keep=")]
+        assert len(found) == 1, found
+        return found[0].split("=", 1)[1]
+
+    assert kept() == "3"
+    assert kept(MAX_CKPT_TO_KEEP=5) == "5" and kept(MAX_CKPT_TO_KEEP=0) == "null"
+    config = compose_config(script_overrides("qwen_math.sh", tmp_path))
+    assert config.trainer.max_actor_ckpt_to_keep == 3  # a key of verl's config (composition would refuse another)
+    assert "MAX_CKPT_TO_KEEP [3]" in (REPO / "run_scripts" / "qwen_math.sh").read_text()
+    proc = subprocess.run(["bash", str(REPO / "run_scripts" / "qwen_math.sh")], capture_output=True, text=True,
+                          env=_env(tmp_path, MAX_CKPT_TO_KEEP="three", DRY_RUN="overrides"), timeout=60)
+    assert proc.returncode == 2 and "MAX_CKPT_TO_KEEP=three must be a non-negative integer" in proc.stderr
 
 
 def test_local_model_position_limit(dry_run_mod, tmp_path, capsys):

@@ -418,6 +418,7 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
         total_training_steps=trainer.get("total_training_steps"),
         test_freq=trainer.get("test_freq"),
         save_freq=trainer.get("save_freq"),
+        checkpoints_kept=trainer.get("max_actor_ckpt_to_keep"),
         logger=OmegaConf.to_container(trainer.logger) if OmegaConf.is_list(trainer.logger) else trainer.logger,
         project_name=trainer.project_name,
         experiment_name=trainer.experiment_name,
@@ -488,7 +489,8 @@ def format_summary(summary: dict) -> str:
         f"  sequence          up to {s['max_sequence_length']} tokens; dynamic-batch budgets "
         f"{s['token_budgets'] or 'off'}",
         f"  schedule          {s['total_training_steps']} steps, validation every {s['test_freq']}, checkpoint every "
-        f"{s['save_freq']} -> {s['checkpoint_dir']}",
+        f"{s['save_freq']} -> {s['checkpoint_dir']} (keeps "
+        f"{'all' if not s['checkpoints_kept'] else 'the last ' + str(s['checkpoints_kept'])})",
         f"  tracking          {s['project_name']}/{s['experiment_name']} logger={s['logger']}",
         f"  ray.init          {s['ray_init']}",
         f"  RL aggregation    {s['rl_aggregation']}",
