@@ -468,7 +468,7 @@ def test_sft_steps_per_epoch_and_epoch_boundary_warning(sft_stage, tmp_path):
     ({}, ("trainer.test_freq=10",), "trainer.test_freq=10 without data.val_files"),
     ({}, ("trainer.resume_mode=sometimes",), "trainer.resume_mode='sometimes'"),
     ({}, ("data.use_dynamic_bsz=false", "data.micro_batch_size_per_gpu=3"),
-     "8 sequences per rank (data.train_batch_size=64 / 8) are not a multiple of data.micro_batch_size_per_gpu=3"),
+     "data.micro_batch_size_per_gpu=3 does not divide the 8 sequences per rank (data.train_batch_size=64 / 8)"),
 ])
 def test_bad_sft_settings_fail_naming_the_key(sft_stage, tmp_path, capsys, env, args, expected):
     ov = script_overrides("qwen_math.sh", tmp_path, *args, **dict(env, PRESET="sft"))

@@ -361,3 +361,51 @@ def test_dynamic_flags_must_agree_and_legacy_keys_are_not_read(base):
     problems = start_up_problems(config)
     assert any(p.startswith("actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=null") and "deprecated" in p
                and "ppo_micro_batch_size_per_gpu=2" in p for p in problems), problems
+
+
+# ------------------------------------------------------------------------------------------------ the SFT stage
+SFT_MAX_LENGTH = 16
+
+
+def sft_grid():
+    for tbs, dp in itertools.product(range(1, 9), RANKS):
+        for micro in MICROS:
+            yield dict(tbs=tbs, dp=dp, dynamic=False, micro=micro)
+        for budget in (SFT_MAX_LENGTH, SFT_MAX_LENGTH - 1):
+            yield dict(tbs=tbs, dp=dp, dynamic=True, budget=budget)
+
+
+def test_sft_stage_no_shape_passes_the_check_and_fails_in_verl(process_group):
+    """PRESET=sft (verl's own SFT trainer): ``sft_batch_checks`` (its dry run and its start-up, ``resume-guard``)
+    against what verl runs on each rank: a batch of ``train_batch_size // dp`` sequences
+    (verl/trainer/sft_trainer.py:241) through ``TrainingWorker.train_batch`` and ``prepare_micro_batches``."""
+    from verl.workers.engine_workers import TrainingWorker
+
+    from recipe_srft.integration.sft_stage import compose_sft_config, sft_batch_checks
+
+    base = compose_sft_config(["model.path=/nonexistent/model", "data.train_files=/nonexistent/train.parquet",
+                               "data.val_files=null", "trainer.test_freq=-1", f"data.max_length={SFT_MAX_LENGTH}"])
+    counts = Counter()
+    for shape in sft_grid():
+        for key, value in {"data.train_batch_size": shape["tbs"], "trainer.n_gpus_per_node": shape["dp"],
+                           "data.use_dynamic_bsz": shape["dynamic"],
+                           "data.micro_batch_size_per_gpu": shape.get("micro", 1),
+                           "data.max_token_len_per_gpu": shape.get("budget", 16384)}.items():
+            OmegaConf.update(base, key, value, merge=False)
+        problems = sft_batch_checks(base)[0]
+        failure = None
+        per_rank = shape["tbs"] // shape["dp"]
+        lens = [SFT_MAX_LENGTH] + [2 + (7 * i) % (SFT_MAX_LENGTH - 1) for i in range(1, per_rank)]
+        worker = types.SimpleNamespace(engine=_Engine(shape["dp"], 0), profiler=_Profiler(), model_config={},
+                                       loss_fn=lambda *a, **k: None)
+        worker.engine_config = types.SimpleNamespace(
+            use_dynamic_bsz=shape["dynamic"], micro_batch_size_per_gpu=shape.get("micro", 1),
+            max_token_len_per_gpu=shape.get("budget", 16384), use_fused_kernels=False, forward_only=False)
+        try:
+            ids = torch.nested.as_nested_tensor([torch.ones(k, dtype=torch.long) for k in lens], layout=torch.jagged)
+            TrainingWorker.train_batch(worker, TensorDict({"input_ids": ids}, batch_size=[len(lens)]))
+        except (AssertionError, ValueError, RuntimeError, ZeroDivisionError) as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        assert problems or not failure, (shape, failure)
+        counts[(bool(problems), bool(failure))] += 1
+    assert counts[(True, True)] > 10 and counts[(False, False)] > 10, counts

@@ -1,7 +1,8 @@
 """The SFT baseline (``PRESET=sft``): verl 0.9.1's own engine-based SFT trainer, composed and validated without a GPU.
 
     python -m recipe_srft.integration.sft_stage dry-run [hydra overrides ...]       # what DRY_RUN=1 PRESET=sft runs
-    python -m recipe_srft.integration.sft_stage resume-guard [hydra overrides ...]  # run before every (re)start (see below)
+    python -m recipe_srft.integration.sft_stage resume-guard [hydra overrides ...]  # run before every (re)start: the
+                                                                                   # checks below (4.), then the guard
     python -m recipe_srft.integration.sft_stage final-model [hydra overrides ...]   # the finished run's HF model, else exit 3
 
 ``run_scripts/_common.sh`` builds the overrides (LUFFY's SFT settings, cited there) and, without ``DRY_RUN``, runs
@@ -183,8 +184,8 @@ def sft_batch_checks(config) -> tuple[list[str], list[str], dict[str, Any]]:
     if tbs % dp:
         problems.append(f"data.train_batch_size={tbs} (global, sequences) is not divisible by the {dp} data-parallel "
                         f"ranks ({n_gpus} GPUs / sequence parallel {sp}): verl's SFT trainer would load "
-                        f"{tbs // dp} per rank, i.e. {tbs // dp * dp} sequences per step, and still normalise as "
-                        f"{tbs}. Use a multiple of {dp}")
+                        f"{tbs // dp} per rank (verl/trainer/sft_trainer.py:241), i.e. {tbs // dp * dp} sequences per "
+                        f"step, and still normalise as {tbs}. Fix: data.train_batch_size a multiple of {dp}")
     elif tbs < dp:
         problems.append(f"data.train_batch_size={tbs} < {dp} data-parallel ranks: a rank would get no sequence")
     per_rank = tbs // dp
@@ -195,12 +196,18 @@ def sft_batch_checks(config) -> tuple[list[str], list[str], dict[str, Any]]:
             summary["max_token_len_per_gpu"] = budget
             if budget * sp < max_length:
                 problems.append(f"data.max_token_len_per_gpu={budget} (x sequence parallel {sp}) cannot hold one "
-                                f"sequence of data.max_length={max_length} tokens (verl asserts it in the first step)")
+                                f"sequence of data.max_length={max_length} tokens: verl asserts max_token_len >= "
+                                f"max_seq_len in the first step (verl/utils/seqlen_balancing.py:384). Fix: "
+                                f"data.max_token_len_per_gpu={-(-max_length // sp)} or more")
     else:
         micro = _positive_int(config, "data.micro_batch_size_per_gpu", problems)
         if micro is not None and per_rank % micro:
-            problems.append(f"{per_rank} sequences per rank (data.train_batch_size={tbs} / {dp}) are not a multiple of "
-                            f"data.micro_batch_size_per_gpu={micro}")
+            fix = max(d for d in range(1, micro + 1) if per_rank % d == 0)
+            problems.append(f"data.micro_batch_size_per_gpu={micro} does not divide the {per_rank} sequences per rank "
+                            f"(data.train_batch_size={tbs} / {dp}): verl asserts 'data size must be divisible by "
+                            f"force_group_size * micro_batch_size_per_gpu' in the first step "
+                            f"(verl/workers/engine/utils.py:125). Fix: data.micro_batch_size_per_gpu={fix}, or "
+                            f"data.use_dynamic_bsz=true")
         summary["micro_batch_size_per_gpu"] = micro
 
     limit, source = _model_position_limit(str(config.model.path))
@@ -470,6 +477,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(exc, file=sys.stderr, flush=True)
                 return 3
         else:
+            # the start-up check of the SFT run: what verl's SFT trainer asserts in its first step, refused before
+            # torchrun starts (the same checks as the dry run's batch arithmetic)
+            problems = sft_batch_checks(_resolved(overrides))[0]
+            if problems:
+                raise DryRunError("the SFT configuration would not run:\n  - " + "\n  - ".join(problems))
             message = resume_guard(overrides)
             if message:
                 print(message, flush=True)
