@@ -15,8 +15,9 @@ The rules (each used by both):
 * **the reward's verdict** (:func:`grade_demos`): the demonstration graded against its ground truth by the training
   reward; a score below 1 (or a reward that raises) makes the demonstration a negative example (or stops training).
 
-The start-up check (:func:`check_training_data`, called by the SRFT trainer before verl builds its datasets, and by
-``DRY_RUN`` when the files are on the machine) scans the training parquet file(s) with these rules: every row for
+The start-up check (:func:`preflight_data_check` in ``main_srft`` before Ray starts, when the files and the tokenizer
+are on the machine; :func:`check_training_data` in the SRFT trainer before verl builds its datasets, unless the first
+found the same files clean; ``DRY_RUN`` when the files are here) scans the training parquet file(s) with these rules: every row for
 the first three, a seeded sample of ``srft.data_check_reward_rows`` demonstrations for the reward (all with
 ``null``). ``srft.data_check`` then decides: ``error`` (default) stops with the counts, the first row indices and the
 ``python -m data_prep.validate --fix drop`` command; ``skip`` trains on a copy without those rows (written once per
@@ -385,6 +386,35 @@ def write_without(path: str, drop: list[int], directory: Optional[str] = None) -
     return str(target)
 
 
+#: Top-level key where ``main_srft`` records the training files it checked before Ray started and found clean (not a
+#: user key): the trainer does not scan them again.
+CHECKED_KEY = "srft_data_checked"
+
+
+def preflight_data_check(config, srft, *, log: Callable[[str], None] = print) -> None:
+    """``main_srft``, before Ray starts: the same check when every training file and the model's tokenizer are on
+    this machine, so that ``error`` stops the run before anything is launched. Clean files are recorded in
+    ``config[CHECKED_KEY]``; findings under ``skip``/``keep`` are left to the trainer, which acts where verl reads."""
+    from omegaconf import open_dict
+
+    if srft.data_check not in DATA_CHECK_MODES:
+        raise ValueError(f"srft.data_check={srft.data_check!r}: expected one of {list(DATA_CHECK_MODES)}")
+    files = training_files(config, srft)
+    if not files or not all(Path(os.path.expanduser(f)).is_file() for f in files):
+        return
+    tokenizer = local_tokenizer(config)
+    if tokenizer is None and srft.demos_per_prompt > 0:
+        return  # the trainer checks the lengths with the tokenizer it loads
+    reports = scan_training_files(config, srft, tokenizer, log=log)
+    if any(r.bad_rows() for r in reports):
+        if srft.data_check == "error":
+            raise ValueError(error_message(reports, config, srft))
+        return
+    with open_dict(config):
+        config[CHECKED_KEY] = list(files)
+    log(f"SRFT data check: {', '.join(files)}: no row flagged ({sum(r.n_rows for r in reports)} rows)")
+
+
 def check_training_data(config, srft, tokenizer=None, *, log: Callable[[str], None] = print) -> list[DataReport]:
     """The start-up data check (see the module docstring): ``error`` raises ``ValueError``; ``skip`` rewrites
     ``data.train_files`` (or ``srft.data_sources``' paths) to copies without the rows found; ``keep`` logs them."""
@@ -393,6 +423,10 @@ def check_training_data(config, srft, tokenizer=None, *, log: Callable[[str], No
     mode = srft.data_check
     if mode not in DATA_CHECK_MODES:
         raise ValueError(f"srft.data_check={mode!r}: expected one of {list(DATA_CHECK_MODES)}")
+    checked = OmegaConf.select(config, CHECKED_KEY, default=None)
+    if checked is not None and list(checked) == training_files(config, srft):
+        log(f"SRFT data check: {', '.join(checked)} checked before start-up, no row flagged")
+        return []
     reports = scan_training_files(config, srft, tokenizer, log=log)
     bad = [r for r in reports if r.bad_rows()]
     for report in reports:

@@ -24,11 +24,13 @@ def main(config):
     from verl.utils.device import auto_set_device
 
     from .srft_config import describe
+    from .data_check import preflight_data_check
     from .integration.trainer import check_verl_config, srft_config_from
 
     auto_set_device(config)
     srft = srft_config_from(config)  # fail fast, before Ray starts, on an inconsistent srft section
     check_verl_config(config, srft)
+    preflight_data_check(config, srft)  # srft.data_check=error stops here, before Ray, when the files are here
     print("SRFT:", describe(srft), flush=True)
     validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     run_ppo(config, task_runner_class=TaskRunnerV1)
