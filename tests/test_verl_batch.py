@@ -15,8 +15,9 @@ synthetic batches of that shape, rank by rank:
   ``prepare_micro_batches`` (what ``FSDPEngine.forward_backward_batch`` calls, transformer_impl.py:737), which holds
   the assertions of engine/utils.py:125 and seqlen_balancing.py:384.
 
-A batch of each shape is tried with every demonstration present, then with 1, 2, ... missing down to none (a prompt
-may reach the batch with fewer demonstrations). verl's calls are memoised on their inputs. No Ray, no model.
+A batch of each shape is tried with every demonstration present, then with 1, 2, ... missing, down to one per prompt
+(``srft.data_check=error``, the default: rows without one never reach the batch) or to none (``srft.data_check=keep``,
+a dimension of the grid). verl's calls are memoised on their inputs. No Ray, no model.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def grid():
     for tbs, (n, m), dp, mini in itertools.product(PROMPTS, GROUPS, RANKS, MINIS):
         for micro, lp in itertools.product(MICROS, LOGPROB_MICROS):
             yield dict(tbs=tbs, n=n, m=m, dp=dp, mini=mini, dynamic=False, micro=micro, lp=lp)
+            if m:  # srft.data_check=keep: prompts may come without any demonstration
+                yield dict(tbs=tbs, n=n, m=m, dp=dp, mini=mini, dynamic=False, micro=micro, lp=lp, check="keep")
         for budget, lp_budget in BUDGETS:
             yield dict(tbs=tbs, n=n, m=m, dp=dp, mini=mini, dynamic=True, budget=budget, lp_budget=lp_budget)
 
@@ -93,6 +96,7 @@ def configure(config, shape: dict):
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu": shape.get("lp"),
         "actor_rollout_ref.actor.ppo_max_token_len_per_gpu": shape.get("budget", 16384),
         "actor_rollout_ref.rollout.log_prob_max_token_len_per_gpu": shape.get("lp_budget", 16384),
+        "srft.data_check": shape.get("check", "error"),
     }
     for key, value in values.items():
         OmegaConf.update(config, key, value, merge=False)
@@ -182,11 +186,12 @@ def process_group():
     dist.destroy_process_group()
 
 
-def _trajectory_counts(tbs: int, n: int, m: int, every: bool = True) -> list[list[int]]:
-    """Demonstrations per prompt: all present, then one more missing at a time, down to none (``every=False``: all,
-    one missing, none)."""
+def _trajectory_counts(tbs: int, n: int, m: int, every: bool = True, least: int = 0) -> list[list[int]]:
+    """Demonstrations per prompt: all present, then one more missing at a time, down to ``least`` per prompt
+    (``every=False``: all, one missing, fewest)."""
     out = []
-    for missing in (range(tbs * m + 1) if every else sorted({0, min(1, tbs * m), tbs * m})):
+    most = tbs * (m - least)
+    for missing in (range(most + 1) if every else sorted({0, min(1, most), most})):
         demos = [m] * tbs
         for k in range(missing):
             demos[k % tbs] -= 1
@@ -259,7 +264,9 @@ def verl_failure(config, shape: dict, seed: int = 0, validate: bool = True) -> s
     multiple = PPOTrainer._get_required_batch_multiple(
         types.SimpleNamespace(use_critic=False, config=view, global_steps=1), dp)
     rng = random.Random(seed)
-    for demos in _trajectory_counts(shape["tbs"], n, shape["m"], every=not shape["dynamic"]):
+    # the start-up data check (error, the default; or skip) lets no prompt without a demonstration through
+    least = 0 if shape.get("check") == "keep" else min(1, shape["m"])
+    for demos in _trajectory_counts(shape["tbs"], n, shape["m"], every=not shape["dynamic"], least=least):
         groups = [f"p{p}" for p, k in enumerate(demos) for _ in range(n + k)]
         real = len(groups)
         padded = real + (-real) % multiple  # verl/trainer/ppo/padding_utils.py:165-186

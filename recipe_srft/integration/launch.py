@@ -190,8 +190,10 @@ def batch_checks(config, srft: SRFTConfig, use_ref: Optional[bool] = None) -> tu
         problems.append(f"{n_gpus} GPUs are not divisible by the actor's model/sequence-parallel size {mp}")
     dp = max(1, n_gpus // mp)
     # what verl asserts later about mini-/micro-batches, ranks and token budgets (one home: verl_batch.py)
+    # a prompt reaches the batch with >= 1 demonstration when the data check refuses or drops rows without one
+    min_demos = 1 if srft.data_check in ("error", "skip") else 0
     verl_problems, budgets = verl_batch_problems(config, n=n, m=m, tbs=tbs, mini=mini, dp=dp, sp=sp,
-                                                 longest=longest, n_gpus=n_gpus, use_ref=use_ref)
+                                                 longest=longest, n_gpus=n_gpus, use_ref=use_ref, min_demos=min_demos)
     problems += verl_problems
 
     # positions of the model (pitfall 4) and vLLM's context

@@ -48,15 +48,15 @@ _ROLLOUT = "actor_rollout_ref.rollout"
 _REF = "actor_rollout_ref.ref"
 
 
-def logprob_shares(tbs: int, n: int, m: int, mini: int, dp: int) -> list[int]:
+def logprob_shares(tbs: int, n: int, m: int, mini: int, dp: int, min_demos: int = 0) -> list[int]:
     """Trajectories each rank may get in one log-prob pass: every padded batch size verl can produce, divided by dp.
 
-    A step holds ``tbs x n`` rollouts plus up to ``tbs x m`` demonstrations (fewer when a prompt has fewer usable
-    demonstrations: ``srft.data_check=keep``, or rows with fewer than m); verl pads that count up to a multiple of
-    ``lcm(dp, mini x (n + m))`` (trainer_base.py:1589-1606, padding_utils.py:165-186)."""
+    A step holds ``tbs x n`` rollouts plus ``tbs x min_demos`` to ``tbs x m`` demonstrations (a prompt brings at most
+    m; ``min_demos`` = 1 when the start-up data check drops or refuses rows without one, else 0); verl pads that
+    count up to a multiple of ``lcm(dp, mini x (n + m))`` (trainer_base.py:1589-1606, padding_utils.py:165-186)."""
     group = n + m
     multiple = math.lcm(dp, mini * group)
-    fewest = tbs * n if m > 0 else tbs * group
+    fewest = tbs * (n + min(min_demos, m))
     padded = sorted({-(-count // multiple) * multiple for count in range(max(fewest, 1), tbs * group + 1)})
     return [size // dp for size in padded if size % dp == 0]
 
@@ -76,13 +76,13 @@ def _mini_fix(tbs: int, mini: int, group: int, dp: int) -> str:
 
 
 def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int, sp: int, longest: int,
-                        n_gpus: int, use_ref: bool) -> tuple[list[str], dict[str, int]]:
+                        n_gpus: int, use_ref: bool, min_demos: int = 0) -> tuple[list[str], dict[str, int]]:
     """(problems, token budgets) of the batch arithmetic verl asserts later (see the module docstring).
 
     ``n`` rollouts and ``m`` demonstrations per prompt, ``tbs`` prompts per step, ``mini`` prompts per optimizer
     mini-batch, ``dp`` data-parallel ranks of the actor, ``sp`` its sequence-parallel size, ``longest`` = max prompt +
-    max response tokens, ``n_gpus`` = nnodes x n_gpus_per_node. Each problem names the key, what verl would do
-    (``file:line``) and the fix."""
+    max response tokens, ``n_gpus`` = nnodes x n_gpus_per_node, ``min_demos`` the fewest demonstrations a prompt
+    brings (see :func:`logprob_shares`). Each problem names the key, what verl would do (``file:line``) and the fix."""
     problems: list[str] = []
     budgets: dict[str, int] = {}
     group = n + m
@@ -111,9 +111,10 @@ def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int,
             f"(verl/workers/engine_workers.py:616). Fix: {_ROLLOUT}.log_prob_use_dynamic_bsz={str(dynamic).lower()}")
 
     per_rank_mini = mb // dp
-    shares = logprob_shares(tbs, n, m, mini, dp)
+    shares = logprob_shares(tbs, n, m, mini, dp, min_demos)
     share_text = (f"{shares[-1]} trajectories per rank" if len(shares) == 1 else
-                  f"{', '.join(map(str, shares))} trajectories per rank (fewer when prompts lack demonstrations)")
+                  f"{', '.join(map(str, shares))} trajectories per rank (fewer when prompts lack demonstrations"
+                  + (": srft.data_check=keep" if min_demos == 0 and m > 0 else "") + ")")
 
     if dynamic:
         budget_keys = [(f"{_ACTOR}.ppo_max_token_len_per_gpu", "the update")]
