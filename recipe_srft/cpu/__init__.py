@@ -90,3 +90,6 @@ def _install_gloo_process_group_fix():
 
 if os.environ.get("VERL_PLATFORM", "").strip().lower() == "cpu":
     _install_gloo_process_group_fix()
+    from .verl_shims import compute_logit_statistics_in_fp32
+
+    compute_logit_statistics_in_fp32()  # bf16 runs: entropy and log-probs from fp32 logits, as on a GPU
