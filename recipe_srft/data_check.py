@@ -17,9 +17,9 @@ The rules (each used by both):
 
 The start-up check (:func:`preflight_data_check` in ``main_srft`` before Ray starts, when the files and the tokenizer
 are on the machine; :func:`check_training_data` in the SRFT trainer before verl builds its datasets, unless the first
-found the same files clean; ``DRY_RUN`` when the files are here) scans the training parquet file(s) with these rules: every row for
-the first three, a seeded sample of ``srft.data_check_reward_rows`` demonstrations for the reward (all with
-``null``). ``srft.data_check`` then decides: ``error`` (default) stops with the counts, the first row indices and the
+found the same files clean; ``DRY_RUN`` when the files are here) scans the training parquet file(s) with these
+rules: every row for the first three, a seeded sample of ``srft.data_check_reward_rows`` demonstrations for the
+reward (all with ``null``). ``srft.data_check`` then decides: ``error`` (default) stops with the counts, the first row indices and the
 ``python -m data_prep.validate --fix drop`` command; ``skip`` trains on a copy without those rows (written once per
 file and content, so a resumed run reads the same rows) and logs the counts; ``keep`` logs the counts and trains on
 the rows as they are. :func:`batch_data_metrics` counts, per step, what reached the batch.
@@ -219,7 +219,8 @@ def scan_rows(rows: list[dict], *, path: str = "", demo_fields: Sequence[str] = 
                                         [rendered[i] for i, _ in suspects], progress="demonstration lengths")
         for (i, k), length in zip(suspects, lengths):
             if length > max_response_length and i not in report.rows[DEMO_TOO_LONG]:
-                report.add(DEMO_TOO_LONG, i, f"demonstration {k} has {length} tokens (with EOS) > {max_response_length}")
+                report.add(DEMO_TOO_LONG, i,
+                           f"demonstration {k} has {length} tokens (with EOS) > {max_response_length}")
         report.lengths_checked = True
 
     report.gradable = len(usable)
@@ -240,7 +241,8 @@ def scan_rows(rows: list[dict], *, path: str = "", demo_fields: Sequence[str] = 
             elif demo_rejected(score):
                 truth = rows[i]["reward_model"]["ground_truth"]
                 read = f"reads {_clip(pred, 60)!r}" if pred else "reads no answer"
-                report.add(DEMO_REJECTED, i, f"score {score:g}: the reward {read}; ground truth {_clip(str(truth), 60)!r}")
+                report.add(DEMO_REJECTED, i,
+                           f"score {score:g}: the reward {read}; ground truth {_clip(str(truth), 60)!r}")
         report.graded = len(sample)
     for ids in report.rows.values():
         ids.sort()

@@ -121,7 +121,8 @@ def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int,
         if logprob_dynamic:
             budget_keys.append((f"{_ROLLOUT}.log_prob_max_token_len_per_gpu", "the old-log-prob pass"))
     else:
-        budget_keys = [(f"{_ROLLOUT}.log_prob_max_token_len_per_gpu", "the old-log-prob pass")] if logprob_dynamic else []
+        budget_keys = ([(f"{_ROLLOUT}.log_prob_max_token_len_per_gpu", "the old-log-prob pass")]
+                       if logprob_dynamic else [])
     if use_ref and get(f"{_REF}.log_prob_use_dynamic_bsz", False):
         budget_keys.append((f"{_REF}.log_prob_max_token_len_per_gpu", "the reference pass"))
     for key, what in budget_keys:
@@ -143,18 +144,17 @@ def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int,
         legacy = get(f"{_ACTOR}.ppo_micro_batch_size")
         cap = int(micro) if micro else max(1, int(legacy) // dp) if legacy else per_rank_mini
         fix = max(d for d in _divisors(per_rank_mini) if d <= cap)
-        if micro is None:
+        if micro is None and legacy is not None:  # both null: ActorConfig refuses it at start-up (actor.py:207)
             problems.append(
                 f"{_ACTOR}.ppo_micro_batch_size_per_gpu=null without dynamic batch size: verl's worker asserts it is "
-                f"set (verl/workers/engine_workers.py:637)"
-                + (f"; {_ACTOR}.ppo_micro_batch_size={legacy} is deprecated and not read by verl 0.9.1's engine "
-                   f"workers (engine_workers.py:627)" if legacy is not None else "")
-                + f". Fix: {_ACTOR}.ppo_micro_batch_size_per_gpu={fix} (it must divide the {per_rank_mini} "
-                f"trajectories of each rank's mini-batch), or {_ACTOR}.use_dynamic_bsz=true")
-        elif per_rank_mini % int(micro):
+                f"set (verl/workers/engine_workers.py:637); {_ACTOR}.ppo_micro_batch_size={legacy} is deprecated "
+                f"and not read by verl 0.9.1's engine workers (engine_workers.py:627). Fix: "
+                f"{_ACTOR}.ppo_micro_batch_size_per_gpu={fix} (it must divide the {per_rank_mini} trajectories of "
+                f"each rank's mini-batch), or {_ACTOR}.use_dynamic_bsz=true")
+        elif micro is not None and per_rank_mini % int(micro):
             problems.append(
-                f"{_ACTOR}.ppo_micro_batch_size_per_gpu={micro} does not divide the {per_rank_mini} trajectories of each "
-                f"rank's optimizer mini-batch ({mini} prompts x group {group} / {dp} ranks): verl asserts "
+                f"{_ACTOR}.ppo_micro_batch_size_per_gpu={micro} does not divide the {per_rank_mini} trajectories of "
+                f"each rank's optimizer mini-batch ({mini} prompts x group {group} / {dp} ranks): verl asserts "
                 f"'data size must be divisible by force_group_size * micro_batch_size_per_gpu' in the update "
                 f"(verl/workers/engine/utils.py:125). Fix: {_ACTOR}.ppo_micro_batch_size_per_gpu={fix} (a divisor "
                 f"of {per_rank_mini}), or {_ACTOR}.use_dynamic_bsz=true")
@@ -172,12 +172,12 @@ def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int,
         cap = int(value) if value else max(1, int(legacy) // dp) if legacy else common
         fix = max(d for d in _divisors(common) if d <= cap)
         if value is None:
-            problems.append(
-                f"{key}=null without dynamic batch size: verl's worker asserts it is set "
-                f"(verl/workers/engine_workers.py:636)"
-                + (f"; {section}.log_prob_micro_batch_size={legacy} is deprecated and not read by verl 0.9.1's "
-                   f"engine workers" if legacy is not None else "")
-                + f". Fix: {key}={fix} (it must divide {share_text})")
+            if legacy is not None:  # both null: verl's validate_config refuses it at start-up (config.py:155)
+                problems.append(
+                    f"{key}=null without dynamic batch size: verl's worker asserts it is set "
+                    f"(verl/workers/engine_workers.py:636); {section}.log_prob_micro_batch_size={legacy} is "
+                    f"deprecated and not read by verl 0.9.1's engine workers. Fix: {key}={fix} (it must divide "
+                    f"{share_text})")
             continue
         bad = [s for s in shares if s % int(value)]
         if bad:
@@ -193,8 +193,8 @@ def verl_batch_problems(config, *, n: int, m: int, tbs: int, mini: int, dp: int,
     if not dynamic and (tbs * n) % n_gpus:
         step = n_gpus // math.gcd(n, n_gpus)
         problems.append(
-            f"data.train_batch_size={tbs} x {_ROLLOUT}.n={n} = {tbs * n} is not a multiple of the {n_gpus} GPUs: verl's "
-            f"validate_config asserts it without dynamic batch size (verl/utils/config.py:124). Fix: "
+            f"data.train_batch_size={tbs} x {_ROLLOUT}.n={n} = {tbs * n} is not a multiple of the {n_gpus} GPUs: "
+            f"verl's validate_config asserts it without dynamic batch size (verl/utils/config.py:124). Fix: "
             f"data.train_batch_size a multiple of {step} (with the mini-batch dividing it), or "
             f"{_ACTOR}.use_dynamic_bsz=true")
     return problems, budgets
