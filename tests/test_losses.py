@@ -128,7 +128,7 @@ def naive_srft(batch, lp, cfg, mode="token-mean", g=None, keep=None):
         if cfg.sft_weighting == "constant":
             return clamp(cfg.sft_coef)
         if cfg.sft_weighting == "phi":
-            p = math.exp(float(lp[i, t]))
+            p = math.exp(lp[i, t].item())
             return clamp(cfg.sft_coef * p * (1 - p))
         return clamp(cfg.sft_coef * math.exp(cfg.sft_entropy_sign * h(i, t)))
 
