@@ -33,7 +33,10 @@
 #   TRAIN_BATCH_SIZE, PPO_MINI_BATCH_SIZE (prompts), PPO_EPOCHS, N_ROLLOUTS, LR, ENTROPY_COEFF, TEMPERATURE
 #   TOTAL_STEPS, TEST_FREQ, SAVE_FREQ, LOGGER ('[console,tensorboard]'), PROJECT_NAME, EXPERIMENT_NAME,
 #   MAX_CKPT_TO_KEEP      checkpoints kept (trainer.max_actor_ckpt_to_keep; verl deletes the older ones; 0 = keep
-#                         all; default 3, disk estimate in qwen_math.sh)
+#                         all; default 3). Disk (model fp32 + 2 fp32 Adam moments = 12 B per parameter): 7B ~91.4 GB
+#                         per checkpoint, 3 kept ~274 GB (all 10 of 500 steps at SAVE_FREQ=50: ~0.91 TB); 1.5B
+#                         ~18.5 GB, ~56 GB kept. DRY_RUN=1 prints the estimate (recipe_srft.tools.dry_run
+#                         checkpoint_budget: parameters from config.json or the known models, x max kept or saves)
 #   CKPT_DIR, TENSORBOARD_DIR, STRATEGY (fsdp2), THINK_FORMAT (true: LUFFY's <think> rule in the reward)
 #   PYTHON                interpreter (default: .venv/bin/python of the repository, else python)
 #   DRY_RUN               1: run `python -m recipe_srft.tools.dry_run` with the same overrides instead of training

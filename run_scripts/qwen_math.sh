@@ -29,10 +29,11 @@
 #   PRESET [srft]  NNODES [1]  GPUS_PER_NODE [8]  ROLLOUT_TP [2]  GPU_MEMORY_UTILIZATION [0.6]
 #   TEST_FREQ [25]  SAVE_FREQ [50]  TOTAL_STEPS [500]  LOGGER ['[console,tensorboard]']  DRY_RUN [0]
 #   MAX_CKPT_TO_KEEP [3]   checkpoints kept (-> trainer.max_actor_ckpt_to_keep; verl deletes older ones; 0 = all).
-#                          Disk: one FSDP checkpoint of the 7B actor (model + optimizer + extra) is about 90 GB
-#                          (7.6e9 parameters: 30 GB fp32 weights + 61 GB Adam moments); all 10 of a 500-step run at
-#                          SAVE_FREQ=50 would be ~0.9 TB, the last 3 are ~270 GB (verl counts the checkpoints its
-#                          process wrote: after a resume, delete the older ones yourself)
+#                          Disk: one FSDP checkpoint of the 7B actor (model + optimizer + extra) is ~91.4 GB
+#                          (7,615,616,512 parameters x 12 B: 30.5 GB fp32 weights + 60.9 GB Adam moments); all 10
+#                          of a 500-step run at SAVE_FREQ=50 would be ~0.91 TB, the last 3 are ~274 GB. DRY_RUN=1
+#                          prints the estimate for the settings given. verl counts the checkpoints its process
+#                          wrote: after a resume, delete the older ones yourself
 #
 # Multi-node: on the head node `ray start --head --port=6379`, on every other node
 # `ray start --address=<head-ip>:6379`, then run this script on the head node with NNODES set; it passes
@@ -66,7 +67,7 @@ case "${PRESET}" in chord) : "${ENTROPY_COEFF:=0}" ;; esac  # CHORD's example co
 : "${TOTAL_STEPS:=500}"
 : "${TEST_FREQ:=25}"
 : "${SAVE_FREQ:=50}"
-: "${MAX_CKPT_TO_KEEP:=3}"  # ~90 GB per checkpoint of the 7B actor (see above): ~270 GB kept, not ~0.9 TB
+: "${MAX_CKPT_TO_KEEP:=3}"  # ~91.4 GB per checkpoint of the 7B actor (see above): ~274 GB kept, not ~0.91 TB
 : "${LOGGER:=[console,tensorboard]}"
 : "${PROJECT_NAME:=srft}"
 : "${EXPERIMENT_PREFIX:=qwen2.5-math-7b-16k}"

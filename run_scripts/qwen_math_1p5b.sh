@@ -22,6 +22,9 @@
 #       bash run_scripts/qwen_math_1p5b.sh
 #   DRY_RUN=1 PRESET=luffy bash run_scripts/qwen_math_1p5b.sh
 # Environment: see run_scripts/qwen_math.sh and run_scripts/_common.sh (same variables, defaults below).
+#   MAX_CKPT_TO_KEEP [3]: one FSDP checkpoint of the 1.5B actor is ~18.5 GB (1,543,714,304 parameters x 12 B:
+#   6.2 GB fp32 weights + 12.3 GB Adam moments); the last 3 of the 10 saves are ~56 GB, all 10 ~185 GB
+#   (DRY_RUN=1 prints the estimate for the settings given).
 set -euo pipefail
 SRFT_CALLER_PWD="$PWD"
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +51,7 @@ case "${PRESET}" in chord) : "${ENTROPY_COEFF:=0}" ;; esac  # CHORD's example co
 : "${TOTAL_STEPS:=500}"
 : "${TEST_FREQ:=25}"
 : "${SAVE_FREQ:=50}"
+: "${MAX_CKPT_TO_KEEP:=3}"  # ~18.5 GB per checkpoint of the 1.5B actor (see above): ~56 GB kept, not ~185 GB
 : "${LOGGER:=[console,tensorboard]}"
 : "${PROJECT_NAME:=srft}"
 : "${EXPERIMENT_PREFIX:=qwen2.5-math-1.5b}"

@@ -30,6 +30,9 @@
    training files are here: rows without a ground truth or a usable demonstration, demonstrations
    over the response length (with the tokenizer of a local model folder) or rejected by the reward.
 
+It also prints the disk the actor checkpoints take (:func:`checkpoint_budget`: one checkpoint from the model's
+parameter count, ``config.json`` of a local model, else a small table of known models; the total the run keeps).
+
 CUDA is hidden (``CUDA_VISIBLE_DEVICES=""``) when run as a program. Nothing here needs the model or
 the data files; missing files are listed as notes.
 """
@@ -334,6 +337,143 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
+# ---------------------------------------------------------------------------------------------- disk
+#: Parameter counts of the models the run scripts name, for a model path that is not a local folder with a
+#: ``config.json`` (as ``launch.KNOWN_POSITION_LIMITS`` for positions). Qwen2 arithmetic on their published
+#: configs: 7B = vocab 152064 x hidden 3584 untied (embeddings + lm_head), 28 layers, intermediate 18944, 4 KV
+#: heads; 1.5B = vocab 151936 x hidden 1536 tied, 28 layers, intermediate 8960, 2 KV heads (q/k/v biases,
+#: RMSNorm weights included). tests/test_checkpoint_budget.py recomputes both.
+KNOWN_PARAMETER_COUNTS = {
+    "Qwen/Qwen2.5-Math-7B": 7_615_616_512,
+    "Elliott/Qwen2.5-Math-7B-16k-think": 7_615_616_512,
+    "Qwen/Qwen2.5-Math-1.5B": 1_543_714_304,
+}
+#: Optimizer states per parameter, each in the parameters' dtype (torch's Adam/AdamW: exp_avg and exp_avg_sq,
+#: created with ``zeros_like(param)``); the ``step`` counters are negligible.
+OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 1}
+
+
+def model_parameter_count(model_path: str) -> tuple[Optional[int], str]:
+    """(parameters, where the number comes from): a local folder's ``config.json`` (the model is built on the meta
+    device, no weights read; tied weights counted once, as FSDP saves them), else :data:`KNOWN_PARAMETER_COUNTS`,
+    else (None, why)."""
+    path = Path(os.path.expanduser(str(model_path)))
+    cfg_file = path / "config.json"
+    why = f"{model_path} is not a local folder with config.json and not a known model"
+    if cfg_file.is_file():
+        try:
+            import torch
+            from transformers import AutoConfig, AutoModelForCausalLM
+            from transformers.utils import logging as hf_logging
+
+            verbosity = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()
+            try:
+                hf_config = AutoConfig.from_pretrained(str(path))
+                with torch.device("meta"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model = AutoModelForCausalLM.from_config(hf_config)
+            finally:
+                hf_logging.set_verbosity(verbosity)
+            return sum(p.numel() for p in model.parameters()), f"counted from {cfg_file}"
+        except Exception as exc:  # noqa: BLE001 - an estimate must never stop the dry run
+            why = f"{cfg_file} does not build a model ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+    if str(model_path) in KNOWN_PARAMETER_COUNTS:
+        return KNOWN_PARAMETER_COUNTS[str(model_path)], f"known count of {model_path}"
+    return None, why
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.2f} MB"
+
+
+def checkpoint_budget(config) -> dict[str, Any]:
+    """Disk of the actor checkpoints a run writes (a resolved verl config) as verl 0.9.1 saves them.
+
+    Per checkpoint, every rank writes its shard of ``actor.checkpoint.save_contents``
+    (verl/utils/checkpoint/fsdp_checkpoint_manager.py:316-361): ``model`` = parameters x bytes of
+    ``actor.fsdp_config.model_dtype`` (fp32 master weights); ``optimizer`` = :data:`OPTIMIZER_STATES` states of the
+    same dtype per parameter; ``extra`` = scheduler + RNG (kB); ``hf_model`` adds a full copy of the weights
+    (:422-462). Not counted: the config/tokenizer copy (``huggingface/``, :373-392), ``data.pt`` and the SRFT
+    trainer's transfer-queue state (verl/trainer/ppo/v1/trainer_base.py:997-1007), kB to MB.
+
+    Saves: every ``save_freq`` steps and at the last step (trainer_base.py:481-482). Kept:
+    ``max_actor_ckpt_to_keep`` (null/0 = all); while a save is written verl holds k of them, or 2 for k = 1 (it
+    deletes the old one only once the new one is complete: verl/utils/checkpoint/checkpoint_manager.py:166-194).
+    verl counts the checkpoints its own process wrote: after a resume the older ones stay until deleted by hand.
+    """
+    from omegaconf import OmegaConf
+
+    def get(key, default=None):
+        value = OmegaConf.select(config, key, default=default)
+        return default if value is None else value
+
+    actor = "actor_rollout_ref.actor"
+    params, source = model_parameter_count(str(get("actor_rollout_ref.model.path", "")))
+    dtype_name = str(get(f"{actor}.fsdp_config.model_dtype", "fp32"))
+    try:
+        import torch
+        from verl.utils.torch_dtypes import PrecisionType
+
+        dtype_bytes = torch.empty((), dtype=PrecisionType.to_dtype(dtype_name)).element_size()
+    except Exception:  # noqa: BLE001 - an unknown name: verl refuses it elsewhere; estimate as fp32
+        dtype_bytes = 4
+    optimizer = str(get(f"{actor}.optim.optimizer", "AdamW"))
+    states = OPTIMIZER_STATES.get(optimizer.lower(), 2)
+    contents = [str(c) for c in (get(f"{actor}.checkpoint.save_contents", ["model", "optimizer", "extra"]) or [])]
+    parts = {}
+    if params is not None:
+        if "model" in contents:
+            parts["model"] = params * dtype_bytes
+        if "optimizer" in contents:
+            parts["optimizer"] = params * dtype_bytes * states
+        if "hf_model" in contents:
+            parts["hf_model"] = params * dtype_bytes
+    per_ckpt = sum(parts.values()) if params is not None else None
+
+    steps, save_freq = get("trainer.total_training_steps"), int(get("trainer.save_freq", -1))
+    keep = get("trainer.max_actor_ckpt_to_keep")
+    if get("trainer.remove_previous_ckpt_in_save", False):
+        keep = 1  # verl's deprecated switch (trainer_base.py:958-966)
+    keep = int(keep) if keep else None  # null and 0: verl keeps all
+    if save_freq <= 0:
+        saves = 0
+    elif steps is None:
+        saves = None  # total_training_steps from the data: not known here
+    else:
+        saves = int(steps) // save_freq + (1 if int(steps) % save_freq else 0)
+    kept = None if saves is None else (min(saves, keep) if keep else saves)
+    peak = None if saves is None else (min(saves, keep + 1 if keep == 1 else keep) if keep else saves)
+    return dict(parameters=params, parameters_source=source, model_dtype=dtype_name, dtype_bytes=dtype_bytes,
+                optimizer=optimizer, optimizer_states=states, save_contents=contents, parts_bytes=parts,
+                per_checkpoint_bytes=per_ckpt, saves=saves, max_kept=keep, kept=kept, peak=peak,
+                kept_bytes=None if per_ckpt is None or kept is None else per_ckpt * kept,
+                peak_bytes=None if per_ckpt is None or peak is None else per_ckpt * peak)
+
+
+def format_checkpoint_budget(b: dict) -> list[str]:
+    """The dry run's lines for :func:`checkpoint_budget`."""
+    if b["saves"] == 0:
+        return ["no checkpoints (trainer.save_freq <= 0)"]
+    if b["per_checkpoint_bytes"] is None:
+        one = f"size unknown: {b['parameters_source']}"
+    else:
+        what = {"model": f"model {b['model_dtype']}", "optimizer": f"{b['optimizer']} {b['optimizer_states']} "
+                f"states {b['model_dtype']}", "hf_model": f"hf_model {b['model_dtype']}"}
+        one = (f"~{_gb(b['per_checkpoint_bytes'])} each: {b['parameters']:,} parameters ({b['parameters_source']}) "
+               f"x {b['per_checkpoint_bytes'] // b['parameters']} B = "
+               + " + ".join(f"{what[k]} {_gb(v)}" for k, v in b["parts_bytes"].items()) + " (+ extra, kB)")
+    if b["saves"] is None:
+        return [one, "number of saves unknown (trainer.total_training_steps is null: set by the data's length)"]
+    policy = f"the last {b['max_kept']} kept" if b["max_kept"] else "all kept (max_actor_ckpt_to_keep null/0)"
+    total = (f"{b['saves']} saves, {policy} -> {b['kept']} on disk"
+             + (f" = ~{_gb(b['kept_bytes'])}" if b["kept_bytes"] is not None else ""))
+    if b["peak"] != b["kept"]:
+        total += f", {b['peak']} while a save is written" + (
+            f" = ~{_gb(b['peak_bytes'])}" if b["peak_bytes"] is not None else "")
+    return [one, total]
+
+
 # ---------------------------------------------------------------------------------------------- main API
 def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_name: str = CONFIG_NAME) -> dict:
     """Runs every check on the config of ``overrides``; returns the summary or raises :class:`DryRunError`."""
@@ -419,6 +559,7 @@ def dry_run(overrides: list[str], config_dir: Path | str = CONFIG_DIR, config_na
         test_freq=trainer.get("test_freq"),
         save_freq=trainer.get("save_freq"),
         checkpoints_kept=trainer.get("max_actor_ckpt_to_keep"),
+        checkpoint_budget=checkpoint_budget(config),
         logger=OmegaConf.to_container(trainer.logger) if OmegaConf.is_list(trainer.logger) else trainer.logger,
         project_name=trainer.project_name,
         experiment_name=trainer.experiment_name,
@@ -491,6 +632,8 @@ def format_summary(summary: dict) -> str:
         f"  schedule          {s['total_training_steps']} steps, validation every {s['test_freq']}, checkpoint every "
         f"{s['save_freq']} -> {s['checkpoint_dir']} (keeps "
         f"{'all' if not s['checkpoints_kept'] else 'the last ' + str(s['checkpoints_kept'])})",
+        *[f"  {label:<17} {line}" for label, line in zip(("checkpoint size", "checkpoint disk"),
+                                                          format_checkpoint_budget(s["checkpoint_budget"]))],
         f"  tracking          {s['project_name']}/{s['experiment_name']} logger={s['logger']}",
         f"  ray.init          {s['ray_init']}",
         f"  RL aggregation    {s['rl_aggregation']}",
