@@ -123,3 +123,52 @@ def test_phase_markers_are_in_the_installed_sources():
         for marker in pattern.split("|"):
             assert marker in sources, marker
     assert 'f"step:{step}"' in sources
+
+
+def test_kill_when_preempts_the_group_after_the_patterns(tmp_path, ray_stops):
+    """kill_when: once step 2's metrics and step 3's start were printed, the whole group gets SIGKILL (a preempted
+    node): returncode -9, the grandchild is gone, Ray is stopped, the /dev/shm entry the run left is swept."""
+    start = time.monotonic()
+    result = run_trainer([], tmp_path / "out", entry="fake_trainer", timeout=60, echo=False,
+                         kill_when=smoke.step_begun(2, 3),
+                         env={"PYTHONPATH": str(FIXTURES), "FAKE_TRAINER_MODE": "steps", "FAKE_TRAINER_RAY": "1",
+                              "FAKE_TRAINER_PIDFILE": str(tmp_path / "pids")})
+    assert time.monotonic() - start < 30  # not the 600 s "step 3" nor the 60 s deadline
+    assert result.returncode == -9
+    assert result.killed_at.startswith("Training Progress:  67%") and "2/3" in result.killed_at
+    log = (tmp_path / "out" / "train.log").read_text()
+    assert "step:2 - actor/loss:0.4" in log and "step:3" not in log
+    trainer_pid, grandchild_pid, shm = (tmp_path / "pids").read_text().split()
+    assert not wait_gone(int(trainer_pid)), "the trainer's process group survived"
+    assert int(grandchild_pid) not in group_alive(int(trainer_pid))
+    assert ray_stops == [1]
+    assert not Path(shm).exists(), "the killed run's /dev/shm entry was not swept"
+
+
+@pytest.mark.parametrize("patterns", [smoke.step_begun(3, 3),  # never printed
+                                      (smoke.step_begun(2, 3)[0], r"never printed")])  # one of two only
+def test_kill_when_needs_every_pattern(tmp_path, ray_stops, patterns):
+    """Negative control: a run whose output does not match every pattern ends on its own (fast: exit 0)."""
+    result = run_trainer([], tmp_path / "out", entry="fake_trainer", timeout=60, echo=False, kill_when=patterns,
+                         env={"PYTHONPATH": str(FIXTURES), "FAKE_TRAINER_MODE": "fast"})
+    assert result.returncode == 0 and result.killed_at is None
+    assert not ray_stops
+
+
+def test_step_begun_matches_verl_console_lines():
+    import re
+
+    step_line, progress = map(re.compile, smoke.step_begun(2, 3))
+    ray_prefix = "\x1b[36m(TaskRunnerV1 pid=5587)\x1b[0m "
+    assert step_line.search(ray_prefix + "step:2 - global_seqlen/min:652.0 - timing_s/step:1.5")
+    assert not step_line.search(ray_prefix + "step:12 - global_seqlen/min:652.0")
+    assert not step_line.search(ray_prefix + "global_step:2 - x")
+    assert progress.search("Training Progress:  67%|██████▋   | 2/3 [00:15<00:07,  7.15s/it]")
+    assert not progress.search("Training Progress:  33%|███▎      | 1/3 [00:05<00:10,  5.07s/it]")
+    assert not progress.search("Training Progress:  10%|█         | 2/20 [00:05<00:10,  5.07s/it]")
+    # the progress bar is verl's: its description and the update after the step's metrics are logged
+    import verl.trainer.ppo.v1.trainer_base as base
+
+    source = Path(base.__file__).read_text()
+    assert 'desc="Training Progress"' in source
+    assert source.index("self.logger.log(data=metrics, step=self.global_steps)") < source.index("progress_bar.update(1)")

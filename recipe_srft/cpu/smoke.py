@@ -134,6 +134,13 @@ class PhaseTracker:
         return "step 1 (or the initial validation)"
 
 
+def step_begun(step: int, total: int) -> tuple[str, ...]:
+    """``run_trainer(kill_when=...)`` patterns for "step ``step`` finished and step ``step + 1`` of ``total`` has
+    begun": verl logs a step's metrics after its checkpoint is complete, then updates the progress bar and starts
+    the next step at once (verl/trainer/ppo/v1/trainer_base.py:481-484, 513-519)."""
+    return (rf"(?:^|\s)step:{step} - ", rf"Training Progress:.*\| {step}/{total} \[")
+
+
 def _kill_group(pgid: int) -> None:
     # The trainer leads its own session (start_new_session): its Ray daemons and workers share its group.
     try:
@@ -209,14 +216,19 @@ def sweep_shm(before: set[str], shm_dir: Path = SHM_DIR) -> list[str]:
 
 def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.main_ppo",
                 config_dir: Path = CONFIG_DIR, config_name: str | None = None, timeout: float = 900,
-                echo: bool = True, env: dict | None = None, ray_stop: bool | None = None
-                ) -> subprocess.CompletedProcess:
+                echo: bool = True, env: dict | None = None, ray_stop: bool | None = None,
+                kill_when: str | list[str] | tuple[str, ...] | None = None) -> subprocess.CompletedProcess:
     """Runs ``python -m entry`` with the CPU environment; output goes to ``out_dir/train.log``.
 
     ``env`` adds variables to the child's environment. Past ``timeout`` s (output or not) the child's
     process group is killed, then ``ray stop --force`` runs if ``ray_stop`` (default: if the log shows
     that the trainer started Ray), and :class:`TrainerTimeout` says which phase did not finish. Either way the
     shared-memory segments the run left in ``/dev/shm`` are removed (:func:`sweep_shm`).
+
+    ``kill_when`` (a regex, or several): as soon as every one has matched a line of the output (in any order), the
+    trainer's process group gets SIGKILL, as on a preempted node; ``ray stop`` and the sweep follow as on a timeout
+    and the result has returncode -9. The returned object's ``killed_at`` is the line that completed the match
+    (None when the run ended first).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", entry, "--config-dir", str(config_dir)]
@@ -228,6 +240,8 @@ def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.
     log_path = out_dir / "train.log"
     shm_before = shm_entries()
     lines: list[str] = []
+    kill_pending = [re.compile(p) for p in ([kill_when] if isinstance(kill_when, str) else kill_when or ())]
+    killed_at: list[str] = []
     tracker = PhaseTracker()
     deadline = time.monotonic() + timeout
     with open(log_path, "w") as log:
@@ -243,6 +257,11 @@ def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.
                 log.flush()  # a killed run still leaves its full log
                 lines.append(line)
                 tracker.feed(line)
+                if kill_pending:
+                    kill_pending[:] = [pattern for pattern in kill_pending if not pattern.search(line)]
+                    if not kill_pending:  # every pattern seen: the node is "preempted" now
+                        _kill_group(proc.pid)
+                        killed_at.append(line.rstrip("\n"))
                 if echo and ("step:" in line or "Training Progress" in line or "Error" in line
                              or WATCHDOG_MARKER in line):
                     sys.stdout.write(line)
@@ -256,6 +275,8 @@ def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.
             reader.join(timeout=max(5.0, min(30.0, deadline - time.monotonic())))
             _kill_group(proc.pid)
             reader.join(timeout=5)
+            if killed_at and (ray_stop if ray_stop is not None else tracker.ray_started):
+                _ray_stop()
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
             proc.wait()
@@ -269,7 +290,9 @@ def run_trainer(overrides: list[str], out_dir: Path, entry: str = "verl.trainer.
             raise
         finally:
             sweep_shm(shm_before)
-    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
+    result = subprocess.CompletedProcess(cmd, proc.returncode, "".join(lines), "")
+    result.killed_at = killed_at[0] if killed_at else None
+    return result
 
 
 def _timeout_message(timeout: float, tracker: PhaseTracker, log_path: Path, lines: list[str]) -> str:
