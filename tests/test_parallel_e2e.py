@@ -2,10 +2,12 @@
 data-parallel FSDP2 ranks (gloo) on the CPU runtime, tiny model, fp32.
 
 Runs (module-scoped, shared by the tests below):
-  one_rank   1 rank, 1 mini-batch, 3 steps (the uninterrupted reference for resume and for rank invariance)
+  one_rank   1 rank, 2 mini-batches, lr 0, 3 steps (the uninterrupted reference for resume and for rank invariance)
   two_mb     1 rank, 2 mini-batches, lr 0, demos outside the group statistics: the SFT term of each mini-batch
              is recomputed outside verl from the dumped layout and the initial weights
-  two_rank   2 ranks, 1 mini-batch, lr 0, 2 steps, a 2-shard checkpoint at step 2, then resumed to step 3
+  two_rank   2 ranks, 2 mini-batches, lr 0, 3 steps with a 2-shard checkpoint every step; the trainer's whole
+             process group is SIGKILLed (a preempted node) once step 2 is logged (its checkpoint complete) and
+             step 3 has begun, then the identical command runs again: it resumes from global_step_2, finishes step 3
 Rollouts are deterministic (top_k=1), so one_rank and two_rank see the same trajectories.
 """
 
@@ -13,13 +15,14 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from recipe_srft.tools.console_metrics import read_console_metrics
-from recipe_srft.cpu.smoke import run_trainer
+from recipe_srft.cpu.smoke import run_trainer, step_begun
 from recipe_srft.experiments.smoke_data import write_smoke_data
 
 pytestmark = pytest.mark.ray
@@ -50,10 +53,13 @@ def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-
     ]
 
 
-def train(args, out: Path):
+def train(args, out: Path, kill_when=None):
     result = run_trainer(args, out, entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False,
-                         timeout=600)
-    assert result.returncode == 0, (out / "train.log").read_text()[-6000:]
+                         timeout=600, kill_when=kill_when)
+    if kill_when:
+        assert result.returncode == -9 and result.killed_at, (out / "train.log").read_text()[-6000:]
+    else:
+        assert result.returncode == 0, (out / "train.log").read_text()[-6000:]
     steps = {}
     for row in read_console_metrics(out / "train.log"):
         steps.setdefault(row["step"], {}).update(row)
@@ -76,17 +82,31 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def one_rank(tiny_model_dir, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("one_rank")
-    return out, train(overrides(tiny_model_dir, *data, out, steps=3), out)
+    return out, train(overrides(tiny_model_dir, *data, out, steps=3, mini=N_PROMPTS // 2, lr=0.0), out)
 
 
 @pytest.fixture(scope="module")
 def two_rank(tiny_model_dir, data, tmp_path_factory):
+    """Killed mid-step 3 and rerun; returns (out, metrics of the killed run, its checkpoint state at the kill,
+    metrics of the rerun)."""
     out = tmp_path_factory.mktemp("two_rank")
-    first = train(overrides(tiny_model_dir, *data, out, steps=2, ranks=2, lr=0.0, save_freq=2), out)
-    shards = sorted(p.name for p in (out / "ckpt" / "global_step_2" / "actor").glob("model_world_size_*"))
-    # same checkpoint and rollout directories: verl resumes from global_step_2 (log in out/resumed)
-    resumed = train(overrides(tiny_model_dir, *data, out, steps=3, ranks=2, lr=0.0), out / "resumed")
-    return out, first, shards, resumed
+    args = overrides(tiny_model_dir, *data, out, steps=3, ranks=2, mini=N_PROMPTS // 2, lr=0.0, save_freq=1)
+    start = time.monotonic()
+    # killed once step 2's metrics (logged after its checkpoint is complete) and rollout dump and step 3's start
+    # were printed: SIGKILL of the process group, ray stop --force, /dev/shm sweep (run_trainer's kill_when)
+    first = train(args, out, kill_when=(*step_begun(2, 3), r"Dumped generations to \S*/rollouts/2\.jsonl"))
+    ckpt = out / "ckpt"
+    at_kill = {
+        "tracker": (ckpt / "latest_checkpointed_iteration.txt").read_text().strip(),
+        "folders": sorted(p.name for p in ckpt.glob("global_step_*")),
+        "shards": sorted(p.name for p in (ckpt / "global_step_2" / "actor").glob("model_world_size_*")),
+        "killed_s": time.monotonic() - start,
+    }
+    # the identical command (same checkpoint and rollout directories; its log in out/resumed)
+    resumed = train(args, out / "resumed")
+    at_kill["total_s"] = time.monotonic() - start
+    print(f"two_rank: killed after {at_kill['killed_s']:.0f} s, killed + rerun {at_kill['total_s']:.0f} s")
+    return out, first, at_kill, resumed
 
 
 def test_two_ranks_match_one_rank(one_rank, two_rank):
@@ -98,17 +118,26 @@ def test_two_ranks_match_one_rank(one_rank, two_rank):
         assert a > 0 and math.isfinite(b)
         assert abs(a - b) <= 1e-5 * abs(a), (key, a, b)
     assert dp2[1]["srft/num_demos"] == N_PROMPTS
+    assert ref[1]["srft/num_minibatches"] == dp2[1]["srft/num_minibatches"] == 2  # two optimizer steps per step
     # rollouts come from weights gathered from the sharded actor: they match the actor's log-probs
     assert dp2[1]["training/rollout_probs_diff_max"] < 1e-5
     assert dp2[2]["training/rollout_probs_diff_max"] < 1e-5
 
 
-def test_two_rank_checkpoint_resume_and_merge(one_rank, two_rank, tiny_model_dir, tmp_path):
-    """A 2-shard checkpoint is written, resumed from (same prompts as the uninterrupted run) and merged."""
+def test_two_rank_checkpoint_resume_and_merge(one_rank, two_rank, tiny_model_dir, data, tmp_path):
+    """Killed mid-step 3 (a preempted node), the same command resumes from the latest complete checkpoint
+    (global_step_2, not global_step_1) with the same prompts as the uninterrupted run; the 2-shard checkpoint
+    merges to the initial weights (lr 0) and has the size the dry run estimates."""
     ref_out, _ = one_rank
-    out, _, shards, resumed = two_rank
-    assert shards == ["model_world_size_2_rank_0.pt", "model_world_size_2_rank_1.pt"]
-    assert min(resumed) == 3  # the second launch started at step 3: it resumed from global_step_2
+    out, killed, at_kill, resumed = two_rank
+    # the kill came mid-step 3: steps 1-2 and their checkpoints complete, step 3 neither logged nor saved
+    assert sorted(killed) == [1, 2], sorted(killed)
+    assert at_kill["tracker"] == "2" and at_kill["folders"] == ["global_step_1", "global_step_2"], at_kill
+    assert at_kill["shards"] == ["model_world_size_2_rank_0.pt", "model_world_size_2_rank_1.pt"]
+    log = (out / "resumed" / "train.log").read_text()
+    assert f"Resuming from {out / 'ckpt' / 'global_step_2'}, setting global step to 2" in log
+    assert min(resumed) == 3 and max(resumed) == 3  # the rerun started at step 3 and finished it
+    assert (out / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "3"
     straight, interrupted = prompts_by_step(ref_out / "rollouts"), prompts_by_step(out / "rollouts")
     assert {1, 2, 3} <= set(straight) and {1, 2, 3} <= set(interrupted), (sorted(straight), sorted(interrupted))
     for step in (1, 2, 3):
@@ -131,6 +160,23 @@ def test_two_rank_checkpoint_resume_and_merge(one_rank, two_rank, tiny_model_dir
     assert len(common) >= len(original) - 1, (sorted(merged)[:5], sorted(original)[:5])  # tied lm_head may be absent
     for name in common:
         assert torch.equal(merged[name].float(), original[name].to(merged[name].dtype).float()), name
+
+    # the dry run's estimate (the same config) against the shards on disk: fp32 weights + 2 Adam moments, split
+    # over 2 ranks; what remains is torch.save's per-tensor overhead
+    from omegaconf import OmegaConf
+
+    from recipe_srft.tools.dry_run import checkpoint_budget, compose_config
+
+    config = compose_config(overrides(tiny_model_dir, *data, out, steps=3, ranks=2, mini=N_PROMPTS // 2,
+                                      lr=0.0, save_freq=1))
+    OmegaConf.resolve(config)
+    budget = checkpoint_budget(config)
+    actor = out / "ckpt" / "global_step_2" / "actor"
+    on_disk = {kind: sum(f.stat().st_size for f in actor.glob(f"{kind}_world_size_2_rank_*.pt"))
+               for kind in ("model", "optim")}
+    assert budget["saves"] == 3 and budget["kept"] == 3
+    assert budget["parts_bytes"]["model"] <= on_disk["model"] <= 1.1 * budget["parts_bytes"]["model"], (budget, on_disk)
+    assert budget["parts_bytes"]["optimizer"] <= on_disk["optim"] <= 1.1 * budget["parts_bytes"]["optimizer"], on_disk
 
 
 def _naive_sft_terms(model_dir: Path, dump: dict) -> list[float]:

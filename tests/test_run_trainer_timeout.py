@@ -171,4 +171,5 @@ def test_step_begun_matches_verl_console_lines():
 
     source = Path(base.__file__).read_text()
     assert 'desc="Training Progress"' in source
-    assert source.index("self.logger.log(data=metrics, step=self.global_steps)") < source.index("progress_bar.update(1)")
+    logged = source.index("self.logger.log(data=metrics, step=self.global_steps)")
+    assert logged < source.index("progress_bar.update(1)")
