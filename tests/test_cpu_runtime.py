@@ -310,3 +310,29 @@ def test_engine_choice_falls_back_to_hf_only_when_vllm_cannot_run(monkeypatch):
     assert "setup_cpu.sh" in problem and "actor_rollout_ref.rollout.name=hf" in problem
     assert engines.rollout_engine_problems(OmegaConf.create({"actor_rollout_ref": {"rollout": {"name": "hf"}}})) == []
     monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
+
+
+def test_precision_auto_follows_native_bf16(monkeypatch):
+    """``--precision auto``: bf16 mixed precision where the CPU has native bf16 (AMX or AVX-512 BF16), fp32 otherwise,
+    printed; bf16 changes only the compute dtypes (master weights, reductions and buffers stay fp32)."""
+    import torch
+
+    from recipe_srft.cpu import precision
+
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert precision.bf16_is_fast({"avx512f", "avx512_bf16"})[0]
+    assert precision.bf16_is_fast({"amx_bf16", "amx_tile"})[0]
+    fast, why = precision.bf16_is_fast({"avx512f", "avx512bw", "avx2"})
+    assert not fast and "emulated" in why
+    printed = []
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2"})
+    assert precision.resolve_precision("auto", printed.append) == "fp32" and "fp32" in printed[-1]
+    monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512_bf16"})
+    assert precision.resolve_precision("auto", printed.append) == "bf16" and "AVX-512 BF16" in printed[-1]
+    over = dict(o.split("=", 1) for o in precision.precision_overrides("bf16"))
+    assert over["actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype"] == "bf16"
+    assert {over[f"actor_rollout_ref.actor.fsdp_config.mixed_precision.{k}"] for k in ("reduce_dtype", "buffer_dtype")} \
+        == {"fp32"} and over["actor_rollout_ref.actor.fsdp_config.model_dtype"] == "fp32"
+    assert precision.precision_overrides("fp32") == []
+    with pytest.raises(ValueError):
+        precision.precision_overrides("auto")

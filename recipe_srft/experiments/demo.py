@@ -105,7 +105,7 @@ def train_overrides(model: Path, train: Path, val: Path, out: Path, args) -> lis
 def add_precision_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto",
                         help="training/rollout precision: bf16 mixed precision (fp32 master weights and reductions, "
-                             "as on a GPU) or fp32; auto = bf16 when the CPU has AMX (recipe_srft/cpu/precision.py)")
+                             "as on a GPU) or fp32; auto = bf16 when the CPU has native bf16 (AMX or AVX-512 BF16; recipe_srft/cpu/precision.py)")
 
 
 def main(argv=None):
