@@ -2,12 +2,16 @@
 data-parallel FSDP2 ranks (gloo) on the CPU runtime, tiny model, fp32.
 
 Runs (module-scoped, shared by the tests below):
-  one_rank   1 rank, 2 mini-batches, lr 0, 3 steps (the uninterrupted reference for resume and for rank invariance)
+  one_rank   1 rank, 2 mini-batches of 4 micro-batches each, lr 0, 3 steps (the uninterrupted reference for resume,
+             and for rank and micro-batch invariance)
   two_mb     1 rank, 2 mini-batches, lr 0, demos outside the group statistics: the SFT term of each mini-batch
              is recomputed outside verl from the dumped layout and the initial weights
-  two_rank   2 ranks, 2 mini-batches, lr 0, 3 steps with a 2-shard checkpoint every step; the trainer's whole
-             process group is SIGKILLed (a preempted node) once step 2 is logged (its checkpoint complete) and
-             step 3 has begun, then the identical command runs again: it resumes from global_step_2, finishes step 3
+  two_rank   2 ranks, 2 mini-batches of 1 micro-batch per rank, lr 0, 3 steps with a 2-shard checkpoint every
+             step; the trainer's whole process group is SIGKILLed (a preempted node) once step 2 is logged (its
+             checkpoint complete) and step 3 has begun, then the identical command runs again: it resumes from
+             global_step_2, finishes step 3
+one_rank and two_rank draw their prompts from two sources mixed by weight (srft.data.sources, a seeded sampler
+whose state is checkpointed), so the resume also shows the mixed sampler continuing where it stopped.
 Rollouts are deterministic (top_k=1), so one_rank and two_rank see the same trajectories.
 """
 
@@ -31,8 +35,9 @@ N_PROMPTS, N_ROLLOUTS = 4, 3
 GROUP = N_ROLLOUTS + 1
 
 
-def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-3", save_freq=-1, extra=()):
-    micro = (mini * GROUP) // ranks  # one micro-batch per rank and mini-batch
+def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-3", save_freq=-1, micro=None,
+              extra=()):
+    micro = micro or (mini * GROUP) // ranks  # default: one micro-batch per rank and mini-batch
     return [
         "+runtime=cpu",
         "actor_rollout_ref.rollout.name=hf",  # the HF fallback engine; the same shapes on vLLM: tests/test_vllm_e2e.py
@@ -80,17 +85,27 @@ def data(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def one_rank(tiny_model_dir, data, tmp_path_factory):
-    out = tmp_path_factory.mktemp("one_rank")
-    return out, train(overrides(tiny_model_dir, *data, out, steps=3, mini=N_PROMPTS // 2, lr=0.0), out)
+def mixed(data, tmp_path_factory):
+    """srft.data.sources: the module's training file and a second one, drawn 30/70 by a seeded sampler."""
+    other, _ = write_smoke_data(tmp_path_factory.mktemp("parallel_data_b"), n_train=20, n_val=4, seed=2)
+    return [f"srft.data.sources=[{{path:'{data[0]}',weight:0.3,name:a}},{{path:'{other}',weight:0.7,name:b}}]",
+            "srft.data.seed=7"]
 
 
 @pytest.fixture(scope="module")
-def two_rank(tiny_model_dir, data, tmp_path_factory):
+def one_rank(tiny_model_dir, data, mixed, tmp_path_factory):
+    out = tmp_path_factory.mktemp("one_rank")
+    return out, train(overrides(tiny_model_dir, *data, out, steps=3, mini=N_PROMPTS // 2, lr=0.0, micro=2, extra=mixed),
+                      out)
+
+
+@pytest.fixture(scope="module")
+def two_rank(tiny_model_dir, data, mixed, tmp_path_factory):
     """Killed mid-step 3 and rerun; returns (out, metrics of the killed run, its checkpoint state at the kill,
     metrics of the rerun)."""
     out = tmp_path_factory.mktemp("two_rank")
-    args = overrides(tiny_model_dir, *data, out, steps=3, ranks=2, mini=N_PROMPTS // 2, lr=0.0, save_freq=1)
+    args = overrides(tiny_model_dir, *data, out, steps=3, ranks=2, mini=N_PROMPTS // 2, lr=0.0, save_freq=1,
+                     extra=mixed)
     start = time.monotonic()
     # killed once step 2's metrics (logged after its checkpoint is complete) and rollout dump and step 3's start
     # were printed: SIGKILL of the process group, ray stop --force, /dev/shm sweep (run_trainer's kill_when)
@@ -110,7 +125,8 @@ def two_rank(tiny_model_dir, data, tmp_path_factory):
 
 
 def test_two_ranks_match_one_rank(one_rank, two_rank):
-    """1 rank vs 2 ranks (FSDP2 over gloo): the first step's gradient norm and SFT loss agree."""
+    """1 rank in 4 micro-batches per mini-batch vs 2 ranks in 1 each (FSDP2 over gloo): the first step's gradient
+    norm and SFT loss agree (the demo-token normalisation spans micro-batches and ranks)."""
     _, ref = one_rank
     _, dp2, _, _ = two_rank
     for key in ("actor/grad_norm", "actor/srft/sft_loss"):
@@ -126,14 +142,16 @@ def test_two_ranks_match_one_rank(one_rank, two_rank):
 
 def test_two_rank_checkpoint_resume_and_merge(one_rank, two_rank, tiny_model_dir, data, tmp_path):
     """Killed mid-step 3 (a preempted node), the same command resumes from the latest complete checkpoint
-    (global_step_2, not global_step_1) with the same prompts as the uninterrupted run; the 2-shard checkpoint
-    merges to the initial weights (lr 0) and has the size the dry run estimates."""
+    (global_step_2, not global_step_1) with the same prompts as the uninterrupted run (the mixed sampler's state
+    is in the checkpoint); the 2-shard checkpoint merges to the initial weights (lr 0) and has the size the dry
+    run estimates."""
     ref_out, _ = one_rank
     out, killed, at_kill, resumed = two_rank
     # the kill came mid-step 3: steps 1-2 and their checkpoints complete, step 3 neither logged nor saved
     assert sorted(killed) == [1, 2], sorted(killed)
     assert at_kill["tracker"] == "2" and at_kill["folders"] == ["global_step_1", "global_step_2"], at_kill
     assert at_kill["shards"] == ["model_world_size_2_rank_0.pt", "model_world_size_2_rank_1.pt"]
+    assert (out / "ckpt" / "global_step_2" / "data.pt").exists()  # the training loader's (sampler's) state
     log = (out / "resumed" / "train.log").read_text()
     assert f"Resuming from {out / 'ckpt' / 'global_step_2'}, setting global step to 2" in log
     assert min(resumed) == 3 and max(resumed) == 3  # the rerun started at step 3 and finished it
@@ -142,7 +160,7 @@ def test_two_rank_checkpoint_resume_and_merge(one_rank, two_rank, tiny_model_dir
     assert {1, 2, 3} <= set(straight) and {1, 2, 3} <= set(interrupted), (sorted(straight), sorted(interrupted))
     for step in (1, 2, 3):
         assert interrupted[step] == straight[step], f"step {step}: the resumed 2-rank run consumed other prompts"
-    assert straight[1] != straight[2]  # the loader moves on
+    assert straight[1] != straight[2]  # the sampler moves on
 
     # the evaluation harness merges the real 2-shard checkpoint with verl's model merger; lr 0 keeps the
     # initial weights, so the merged model must equal the tiny model (the merger writes bf16)

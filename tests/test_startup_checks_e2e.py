@@ -1,4 +1,6 @@
-"""The start-up checks through verl's real trainer on the CPU runtime (one launch, tiny model).
+"""The start-up checks through verl's real trainer on the CPU runtime (one launch, tiny model), launched as
+``python -m verl.trainer.main_ppo --config-name srft_trainer`` (verl's own entry point selects the SRFT trainer from
+the recipe's config; the data check then runs in the trainer, not in recipe_srft.main_srft's pre-flight).
 
 The issue's broken training file (tests/test_data_check.py: rows without a ground truth, without a demonstration,
 with a demonstration the reward rejects or one over the response length) with ``srft.data_check=skip``, in an edge
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from recipe_srft.cpu.env import CONFIG_DIR
 from recipe_srft.cpu.smoke import run_trainer
 from recipe_srft.experiments.smoke_data import make_rows, write_splits
 from recipe_srft.integration.launch import batch_checks, srft_config_from
@@ -54,8 +57,8 @@ def test_skip_and_an_edge_shape_run_one_step(tiny_model_dir, tmp_path):
     args = overrides(tiny_model_dir, train, val, out)
     config = compose_config(args)
     assert batch_checks(config, srft_config_from(config), use_ref=False)[0] == []  # accepted, at the edge
-    result = run_trainer(args, out, entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False,
-                         timeout=600)
+    result = run_trainer(args, out, entry="verl.trainer.main_ppo", config_dir=CONFIG_DIR, config_name="srft_trainer",
+                         echo=False, timeout=600)
     log = (out / "train.log").read_text()
     assert result.returncode == 0, log[-6000:]
     assert f"SRFT data check (skip): dropped 5 of 20 rows of {train}" in log, log[-6000:]
@@ -67,3 +70,4 @@ def test_skip_and_an_edge_shape_run_one_step(tiny_model_dir, tmp_path):
     assert m["srft/num_demos"] == 4  # every prompt of the step brought its demonstration
     assert m["srft/prompts_without_demo"] == 0 and m["srft/demos_scored_zero"] == 0
     assert m["srft/demo_solve_rate"] == 1.0  # the dropped row 2 (a wrong worked answer) never trained
+    assert m["actor/srft/sft_loss"] > 0  # the SRFT loss ran under verl's entry point

@@ -4,8 +4,9 @@
 Runs (module-scoped):
   real_shape  qwen_math.sh's config (PRESET=srft), 2 FSDP2 ranks and 2 vLLM engines, 2 optimizer mini-batches per
               step, 2 steps, checkpoint at step 2; then the same command with TOTAL_STEPS=3 resumes to step 3
-  stale       the same script, 1 rank, with a vLLM worker that receives every weight sync and drops it
-              (tests/vllm_sync_control.py): the negative control of the sync assertion
+  stale       the same script, 1 rank, 3 steps, with a vLLM worker that receives the weight syncs after set-up and
+              after steps 1 and 2 and drops them, then fails the sync after step 3 (tests/vllm_sync_control.py): the
+              negative control of the sync assertion, and the bounded failure of a sync, in one launch
   luffy       PRESET=luffy, 1 rank, 2 steps
 lr 1e-3 (the script's LR variable): one update of the random tiny model must move its log-probs well past the
 ~1e-8 at which fp32 vLLM and the fp32 actor agree, or a missing sync could not be seen.
@@ -33,7 +34,7 @@ TESTS = Path(__file__).resolve().parent
 #: rollout/actor agreement with a synced fp32 engine (measured: ~5e-9); a stale engine is off by ~1e-3 after lr 1e-3
 SYNCED = 1e-5
 EXTENSION = "actor_rollout_ref.rollout.engine_kwargs.vllm.worker_extension_cls=vllm_sync_control."
-CONTROL = EXTENSION + "StaleWeightsWorkerExtension"
+CONTROL = EXTENSION + "StaleThenFailingWorkerExtension"
 
 
 def launch(model, data, out: Path, *, preset="srft", gpus=1, steps=2, extra=(), timeout=900, **variables):
@@ -67,7 +68,7 @@ def real_shape(tiny_model_dir, data, tmp_path_factory):
 @pytest.fixture(scope="module")
 def stale(tiny_model_dir, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("stale_control")
-    return launch(tiny_model_dir, data, out, steps=2, extra=[CONTROL])
+    return launch(tiny_model_dir, data, out, steps=3, timeout=500, extra=[CONTROL, "srft.weight_sync_timeout_s=20"])
 
 
 def test_qwen_math_script_runs_on_vllm_with_two_ranks_and_two_minibatches(real_shape):
@@ -107,7 +108,8 @@ def test_resume_on_vllm_syncs_the_checkpoint_weights(real_shape):
 
 def test_stale_engine_control_fails_the_sync_check(stale):
     rc, log, steps = stale
-    assert rc == 0, log[-6000:]
+    trained = sorted(s for s, m in steps.items() if "timing_s/step" in m)
+    assert trained == [1, 2], (trained, log[-4000:])  # step 3's metrics would follow its (failing) sync
     assert steps[1]["training/rollout_probs_diff_max"] < SYNCED  # same weights at start-up
     # after one update the engine that dropped the sync is visibly off: the check above would fail here
     assert steps[2]["training/rollout_probs_diff_max"] > 100 * SYNCED, steps[2]["training/rollout_probs_diff_max"]
@@ -122,13 +124,12 @@ def test_luffy_preset_of_the_script_runs_on_vllm(tiny_model_dir, data, tmp_path)
         assert steps[step]["srft/num_demos"] == 4
 
 
-def test_failed_weight_sync_fails_the_run_naming_the_phase(tiny_model_dir, data, tmp_path):
+def test_failed_weight_sync_fails_the_run_naming_the_phase(stale):
     """A receiver that fails leaves verl's sender blocked on its socket (bucketed_weight_transfer.py:164); the SRFT
-    trainer bounds every sync (srft.weight_sync_timeout_s) and names it."""
-    rc, log, steps = launch(tiny_model_dir, data, tmp_path / "failing", steps=1, timeout=400,
-                            extra=[EXTENSION + "FailingSyncWorkerExtension", "srft.weight_sync_timeout_s=20"])
-    assert rc != 0 and not steps, log[-4000:]
-    assert "SRFT watchdog: phase 'weight sync: actor -> rollout servers (after set-up)' did not finish within 20 s" \
+    trainer bounds every sync (srft.weight_sync_timeout_s) and names it. (The stale launch's fourth sync fails.)"""
+    rc, log, _ = stale
+    assert rc != 0, log[-4000:]
+    assert "SRFT watchdog: phase 'weight sync: actor -> rollout servers (after step 3)' did not finish within 20 s" \
         in log, log[-4000:]
 
 

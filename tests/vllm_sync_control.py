@@ -1,18 +1,28 @@
-"""Negative control of the weight sync (tests/test_vllm_e2e.py): a vLLM worker extension that receives every
-weight sync from the actor and drops it, so the engine keeps generating with the weights it loaded at start-up.
-Named in ``actor_rollout_ref.rollout.engine_kwargs.vllm.worker_extension_cls``; the vLLM worker process imports it
-from ``tests/`` (put on ``PYTHONPATH`` by the test)."""
+"""Negative controls of the weight sync (tests/test_vllm_e2e.py): vLLM worker extensions named in
+``actor_rollout_ref.rollout.engine_kwargs.vllm.worker_extension_cls``; the vLLM worker process imports them from
+``tests/`` (put on ``PYTHONPATH`` by the test)."""
 
 from recipe_srft.cpu.vllm_worker import CPUColocateWorkerExtension
 
 
 class StaleWeightsWorkerExtension(CPUColocateWorkerExtension):
+    """Receives every weight sync from the actor and drops it: the engine keeps generating with the weights it
+    loaded at start-up."""
+
     def _update_weights(self, weights, peft_config, base_sync_done):  # verl/workers/rollout/vllm_rollout/utils.py:367
         return None
 
 
-class FailingSyncWorkerExtension(CPUColocateWorkerExtension):
-    """A receiver that fails at the first weight sync: verl's sender is left waiting on its socket."""
+class StaleThenFailingWorkerExtension(StaleWeightsWorkerExtension):
+    """Drops the first ``DROPPED`` syncs (after set-up, after step 1, after step 2), then fails the next one: verl's
+    sender is left waiting on its socket (bucketed_weight_transfer.py:164). One launch shows both the stale-engine
+    control (step 2's log-probs off) and the bounded failure of the sync after step 3. One call per sync: 1 rank,
+    tensor parallel 1."""
+
+    DROPPED = 3
 
     def update_weights_from_ipc(self, *args, **kwargs):  # verl/workers/rollout/vllm_rollout/utils.py:248
-        raise RuntimeError("vllm_sync_control: this receiver fails every weight sync")
+        self._srft_syncs = getattr(self, "_srft_syncs", 0) + 1
+        if self._srft_syncs > self.DROPPED:
+            raise RuntimeError(f"vllm_sync_control: this receiver fails weight sync {self._srft_syncs}")
+        return super().update_weights_from_ipc(*args, **kwargs)
