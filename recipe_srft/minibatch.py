@@ -10,14 +10,16 @@ landed in the first optimizer mini-batch: step 1 got every SFT and off-policy te
 :func:`whole_group_order` instead assigns whole groups (a prompt's rollouts and its
 demonstrations, same ``uid``) to mini-batches, spreads groups with demonstrations evenly over
 them, then balances each mini-batch's tokens over the ranks (``trainer.balance_batch``), and
-returns the permutation that makes verl's split produce exactly that layout.
+returns the permutation that makes verl's split produce exactly that layout. Groups are taken in
+the dataloader's order when it is given (``group_order``), so which prompts share an optimizer
+step does not depend on which rollout finished first (nor on how many rollout servers ran).
 :func:`minibatch_ids` maps a batch in that order back to mini-batch indices.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 
@@ -59,6 +61,7 @@ def whole_group_order(
     global_mini_batch: int,
     balance: bool = True,
     partitioner: Optional[Callable[[list[int], int], list[list[int]]]] = None,
+    group_order: Optional[Mapping[object, int]] = None,
 ) -> tuple[list[int], list[list[int]]]:
     """Permutation putting whole groups into each optimizer mini-batch; and each rank's indices.
 
@@ -70,6 +73,9 @@ def whole_group_order(
         balance: split each mini-batch over ranks by tokens (``trainer.balance_batch``) or contiguously.
         partitioner: ``(workloads, k) -> k equal-size lists of positions``; default: verl's
             Karmarkar-Karp ``get_seqlen_balanced_partitions`` over ``calculate_workload``.
+        group_order: group id -> its prompt's position in the dataloader's batch. Groups are assigned in
+            this order (ties of size broken by it) instead of the batch's, which is the order rollouts
+            completed in; groups it lacks follow, in batch order.
 
     Returns:
         ``order`` with ``new_batch[i] = old_batch[order[i]]``, and ``rank_indices[r]`` (old indices
@@ -86,8 +92,11 @@ def whole_group_order(
             pads.append(i)
         else:
             members.setdefault(gid, []).append(i)
+    groups = list(members.items())
+    if group_order is not None:  # stable: groups the map lacks keep their batch order, after the others
+        groups.sort(key=lambda item: (group_order.get(item[0]) is None, group_order.get(item[0], 0)))
     num_bins = size // global_mini_batch
-    bins = _assign_groups(list(members.values()), num_bins, global_mini_batch)
+    bins = _assign_groups([m for _, m in groups], num_bins, global_mini_batch)
     for b in bins:  # padding fills the free slots
         free = global_mini_batch - len(b)
         b.extend(pads[:free])

@@ -104,3 +104,30 @@ def test_verl_own_layout_puts_every_demo_in_the_first_minibatch():
     order = [i for part in parts for i in part]
     where = verl_split(order, 8, 64 * 9)
     assert [sum(1 for i, (_, d, _) in enumerate(batch) if d and where[i][1] == j) for j in range(2)] == [128, 0]
+
+
+@pytest.mark.parametrize("dp", [1, 2])
+def test_dataloader_order_fixes_which_groups_share_a_minibatch(dp):
+    """Rollouts finish in any order (and in another order with another number of servers): given the
+    dataloader's order, the groups each optimizer mini-batch gets are the same for every arrival order and
+    rank count; without it they follow arrival (the negative control)."""
+    prompts = ["p0", "p1", "p2", "p3"]
+    group = {p: [(p, False, 10 + k) for k in range(3)] + [(p, True, 20)] for p in prompts}  # 3 rollouts + 1 demo
+
+    def minibatch_groups(arrival, dp, dataloader_order):
+        batch = [t for p in arrival for t in group[p]]
+        gids = [g for g, _, _ in batch]
+        order, _ = whole_group_order(gids, [s for _, _, s in batch], [False] * len(batch), dp, 8,
+                                     group_order=dataloader_order)
+        where = verl_split(order, dp, 8)
+        return sorted(sorted({gids[i] for i in range(len(batch)) if where[i][1] == j}) for j in range(2))
+
+    positions = {p: i for i, p in enumerate(prompts)}
+    rng = random.Random(0)
+    arrivals = [prompts] + [rng.sample(prompts, 4) for _ in range(6)]
+    expected = [["p0", "p2"], ["p1", "p3"]]  # round robin over the dataloader's order
+    for arrival in arrivals:
+        assert minibatch_groups(arrival, dp, positions) == expected, arrival
+        assert minibatch_groups(arrival, 3 - dp, positions) == expected, arrival  # 1 rank and 2 agree
+    # without the dataloader's order the layout follows arrival: some arrival order changes it
+    assert any(minibatch_groups(a, dp, None) != expected for a in arrivals)

@@ -26,6 +26,7 @@ to :class:`verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync`, through the V1 hook
 
 from __future__ import annotations
 
+import itertools
 import logging
 from functools import partial
 
@@ -69,6 +70,9 @@ class SRFTTrainer(PPOTrainerSync):
         self.num_rollouts = apply_srft_group(config, self.srft)
         print("SRFT configuration:", describe(self.srft), f"(rollouts per prompt n={self.num_rollouts}, "
               f"group size n+m={config.actor_rollout_ref.rollout.n})", flush=True)
+        # uid -> the prompt's position in the dataloader's order, until its group is laid out (_balance_batch)
+        self._prompt_positions: dict[str, int] = {}
+        self._prompts_fetched = itertools.count()
         super().__init__(config)
         self.watchdog = PhaseWatchdog().start()
 
@@ -123,6 +127,8 @@ class SRFTTrainer(PPOTrainerSync):
         tu.assign_non_tensor_stack(batch, C.NUM_ROLLOUTS, [self.num_rollouts] * size)
         tu.assign_non_tensor_stack(batch, C.DEMO_FIELDS, [",".join(self.srft.demo_fields)] * size)
         tu.assign_non_tensor_stack(batch, "agent_name", [C.AGENT_NAME] * size)
+        for i in range(size):  # the dataloader's order of the step's prompts, for the mini-batch layout
+            self._prompt_positions[_item(batch["uid"], i)] = next(self._prompts_fetched)
         return batch
 
     def _mark_demos(self, batch):
@@ -147,14 +153,19 @@ class SRFTTrainer(PPOTrainerSync):
                                                  self.tokenizer.eos_token_id)
         batch = self._mark_demos(batch)
         seq_lens = [int(tag["seq_len"]) for tag in batch.tags]
+        group_ids = [_group_of_key(key) for key in batch.keys]
+        positions = self._prompt_positions
         order, rank_indices = whole_group_order(
-            group_ids=[_group_of_key(key) for key in batch.keys],
+            group_ids=group_ids,
             seq_lens=seq_lens,
             is_padding=_padding_mask(batch).tolist(),
             dp_size=dp_size,
             global_mini_batch=self._global_mini_batch(),
             balance=bool(self.config.trainer.get("balance_batch", True)),
+            group_order={g: positions[g] for g in set(group_ids) if g in positions},
         )
+        for g in set(group_ids):  # this step's prompts are laid out: forget them
+            positions.pop(g, None)
         batch.reorder(order)
         metrics.update(log_seqlen_unbalance(seqlen_list=seq_lens, partitions=rank_indices, prefix=logging_prefix))
         return batch
