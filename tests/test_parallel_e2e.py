@@ -5,7 +5,8 @@ Runs (module-scoped, shared by the tests below):
   one_rank   1 rank, 2 mini-batches of 4 micro-batches each, lr 0, 3 steps (the uninterrupted reference for resume,
              and for rank and micro-batch invariance)
   two_mb     1 rank, 2 mini-batches, lr 0, demos outside the group statistics: the SFT term of each mini-batch
-             is recomputed outside verl from the dumped layout and the initial weights
+             is recomputed outside verl from the dumped layout and the initial weights; recipe_srft.main_srft's
+             metrics, validation, checkpoint and quiet log
   two_rank   2 ranks, 2 mini-batches of 1 micro-batch per rank, lr 0, 3 steps with a 2-shard checkpoint every
              step; the trainer's whole process group is SIGKILLed (a preempted node) once step 2 is logged (its
              checkpoint complete) and step 3 has begun, then the identical command runs again: it resumes from
@@ -35,8 +36,8 @@ N_PROMPTS, N_ROLLOUTS = 4, 3
 GROUP = N_ROLLOUTS + 1
 
 
-def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-3", save_freq=-1, micro=None,
-              extra=()):
+def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-3", save_freq=-1, test_freq=-1,
+              micro=None, extra=()):
     micro = micro or (mini * GROUP) // ranks  # default: one micro-batch per rank and mini-batch
     return [
         "+runtime=cpu",
@@ -50,7 +51,7 @@ def overrides(model, train, val, out, *, steps, ranks=1, mini=N_PROMPTS, lr="1e-
         f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={micro}",
         f"actor_rollout_ref.rollout.n={N_ROLLOUTS}", f"actor_rollout_ref.actor.optim.lr={lr}",
         "actor_rollout_ref.rollout.top_k=1",  # argmax rollouts: every run sees the same trajectories
-        f"trainer.total_training_steps={steps}", f"trainer.save_freq={save_freq}", "trainer.test_freq=-1",
+        f"trainer.total_training_steps={steps}", f"trainer.save_freq={save_freq}", f"trainer.test_freq={test_freq}",
         f"trainer.default_local_dir={out}/ckpt", "trainer.val_before_train=false",
         f"trainer.rollout_data_dir={out}/rollouts",
         "trainer.project_name=srft_test", "trainer.experiment_name=parallel",
@@ -225,12 +226,34 @@ def _naive_sft_terms(model_dir: Path, dump: dict) -> list[float]:
     return [sums[j] / counts[j] for j in sorted(sums)]
 
 
+#: what recipe_srft.main_srft logs every step besides verl's own metrics
+SRFT_METRICS = ("actor/srft/w_sft_mean", "actor/srft/w_sft_min", "actor/srft/w_sft_max", "actor/srft/entropy_demo",
+                "actor/srft/entropy_onpolicy", "actor/srft/offpolicy_pg_loss", "actor/srft/onpolicy_pg_loss",
+                "actor/srft/demo_token_prob", "srft/demo_solve_rate", "srft/onpolicy_solve_rate",
+                "srft/groups_all_solved_frac", "srft/groups_none_solved_frac", "srft/demo_truncated_count",
+                "srft/onpolicy/entropy", "srft/demo/entropy", "srft/onpolicy/response_length_mean",
+                "srft/demo/response_length_mean", "srft/onpolicy/score_mean", "srft/demo/score_mean",
+                "srft/minibatch_demo_frac_min", "srft/minibatch_demo_frac_max")
+
+
 def test_two_minibatches_each_get_demos_and_a_per_minibatch_sft_term(tiny_model_dir, data, tmp_path):
     out = tmp_path / "two_mb"
     extra = ["srft.preset=custom", "srft.demos_in_group_stats=false", f"srft.dump_minibatches_dir={out}/layout"]
-    steps = train(overrides(tiny_model_dir, *data, out, steps=2, mini=N_PROMPTS // 2, lr=0.0, extra=extra), out)
+    steps = train(overrides(tiny_model_dir, *data, out, steps=2, mini=N_PROMPTS // 2, lr=0.0, save_freq=2, test_freq=2,
+                            extra=extra), out)
     for step in (1, 2):
         m = steps[step]
+        # every prompt's group received its demonstration (m = 1) and it reached the actor's loss
+        assert m["srft/num_demos"] == N_PROMPTS and m["actor/srft/num_demo_tokens"] > 0
+        assert math.isfinite(m["actor/srft/sft_loss"]) and m["actor/srft/sft_loss"] > 0
+        assert [key for key in SRFT_METRICS if key not in m] == []
+        # w_sft = 0.5 exp(-H) with H the sequence-mean entropy of the demo (paper default)
+        assert 0 < m["actor/srft/w_sft_min"] <= m["actor/srft/w_sft_max"] <= 0.5
+        assert m["srft/demo_solve_rate"] == 1.0  # the smoke demonstrations are correct answers
+        assert m["srft/demo/score_mean"] == 1.0 and m["srft/onpolicy/score_mean"] == m["srft/onpolicy_solve_rate"]
+        assert m["actor/grad_norm"] > 0
+        # rollout/actor agreement is measured on rollouts only (demos have no behaviour log-probs)
+        assert m["training/rollout_probs_diff_max"] < 1e-6
         assert m["srft/num_minibatches"] == 2
         # the demo fraction of every mini-batch is the batch's: 2 groups x (3 rollouts + 1 demo) each
         assert m["srft/minibatch_demo_frac_min"] == pytest.approx(0.25)
@@ -249,3 +272,10 @@ def test_two_minibatches_each_get_demos_and_a_per_minibatch_sft_term(tiny_model_
         for j in (0, 1):
             own = sum(len(r) for r, d, mb in zip(dump["responses"], dump["is_demo"], dump["minibatch"]) if d and mb == j)
             assert m[f"srft/minibatch_demo_tokens/{j}"] == own
+    assert "val-core/openai/gsm8k/acc/mean@1" in steps[2]
+    assert (out / "ckpt" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
+    # quiet by default (recipe_srft.tools.quiet): the driver and every Ray worker hide verl's optional-engine warnings,
+    # and TransferQueue's thread count fits the host
+    log = (out / "train.log").read_text()
+    assert "engine is not available" not in log
+    assert "should not exceed total physical CPU cores" not in log
