@@ -124,3 +124,42 @@ def test_bash_dry_run_prints_the_budget(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "  checkpoint size   ~91.4 GB each: 7,615,616,512 parameters (known count of " in proc.stdout
     assert "  checkpoint disk   10 saves, the last 3 kept -> 3 on disk = ~274.2 GB" in proc.stdout
+
+
+def test_keep_rule_holds_across_restarts_and_leftovers_go(tmp_path):
+    """max_actor_ckpt_to_keep on the folder: saves made before a restart (which verl's manager forgot) beyond the
+    newest ``keep`` with a model go, and so do saves verl emptied (data.pt and transfer_queue/ left, no actor/); the
+    step just saved, the tracked step, later steps and unrelated files stay."""
+    from recipe_srft.integration.checkpoints import prune_saves, saves_to_prune
+
+    def save(step, *parts):
+        folder = tmp_path / f"global_step_{step}"
+        (folder / "transfer_queue").mkdir(parents=True)
+        (folder / "data.pt").write_bytes(b"x")
+        for part in parts:
+            (folder / part).mkdir()
+            (folder / part / "model_world_size_1_rank_0.pt").write_bytes(b"w")
+        return folder
+
+    # run 1 saved 25..100 with keep 2 (verl emptied 25 and 50); run 2 resumed from 100 and saved 125 and 150
+    emptied = [save(25), save(50)]
+    before_restart = [save(75, "actor"), save(100, "actor")]
+    after_restart = [save(125, "actor"), save(150, "actor")]
+    later = save(300, "actor")                               # not this run's: never touched
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("150")
+    (tmp_path / "global_step_notes").mkdir()                 # not a step folder
+    assert saves_to_prune(tmp_path, 150, keep=2) == emptied + before_restart
+    assert saves_to_prune(tmp_path, 150, keep=3) == emptied + before_restart[:1]
+    assert saves_to_prune(tmp_path, 150, keep=0) == []       # 0 / unset: verl's "keep all"
+    assert prune_saves(tmp_path, 150, keep=2) == emptied + before_restart
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f.name for f in after_restart + [later]] + ["global_step_notes", "latest_checkpointed_iteration.txt"])
+    assert prune_saves(tmp_path, 150, keep=2) == []          # idempotent
+
+    # the step just saved and the tracked one stay even without a model folder (e.g. an async save in flight)
+    save(175)
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("175")
+    assert saves_to_prune(tmp_path, 175, keep=1) == [after_restart[0]]
+    (tmp_path / "global_step_160").mkdir()                   # a critic-only save counts as resumable
+    (tmp_path / "global_step_160" / "critic").mkdir()
+    assert saves_to_prune(tmp_path, 175, keep=2) == [after_restart[0]]

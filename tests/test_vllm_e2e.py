@@ -3,7 +3,8 @@
 
 Runs (module-scoped):
   real_shape  qwen_math.sh's config (PRESET=srft), 2 FSDP2 ranks and 2 vLLM engines, 2 optimizer mini-batches per
-              step, 2 steps, checkpoint at step 2; then the same command with TOTAL_STEPS=3 resumes to step 3
+              step, 2 steps, checkpoint at step 2; then the same command with TOTAL_STEPS=3 and MAX_CKPT_TO_KEEP=1
+              resumes to step 3
   stale       the same script, 1 rank, 3 steps, with a vLLM worker that receives the weight syncs after set-up and
               after steps 1 and 2 and drops them, then fails the sync after step 3 (tests/vllm_sync_control.py): the
               negative control of the sync assertion, and the bounded failure of a sync, in one launch
@@ -61,8 +62,9 @@ def real_shape(tiny_model_dir, data, tmp_path_factory):
     out = tmp_path_factory.mktemp("qwen_math_cpu")
     shm_before = shm_entries()
     first = launch(tiny_model_dir, data, out, gpus=2, steps=2)
-    resumed = launch(tiny_model_dir, data, out, gpus=2, steps=3)
-    return out, first, resumed, shm_before
+    shards = sorted(p.name for p in (out / "ckpt" / "global_step_2" / "actor").glob("model_world_size_*"))
+    resumed = launch(tiny_model_dir, data, out, gpus=2, steps=3, MAX_CKPT_TO_KEEP="1")
+    return out, (*first, shards), resumed, shm_before
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def stale(tiny_model_dir, data, tmp_path_factory):
 
 
 def test_qwen_math_script_runs_on_vllm_with_two_ranks_and_two_minibatches(real_shape):
-    out, (rc, log, steps), _, _ = real_shape
+    out, (rc, log, steps, shards), _, _ = real_shape
     assert rc == 0, log[-6000:]
     assert "vLLMHttpServer" in log and "CPUColocateWorkerExtension" in log  # verl's own server, our extension
     assert log.count("vLLMHttpServer pid=") >= 2 or "server_1_0" in log or "replica_rank: 1" in log, \
@@ -92,7 +94,7 @@ def test_qwen_math_script_runs_on_vllm_with_two_ranks_and_two_minibatches(real_s
     # step 2's rollouts came from step 1's updated weights: the update moved the policy (grad_norm > 0, lr 1e-3)
     # and the engine still agrees with the actor; the stale control below shows the same check failing
     assert "val-core/openai/gsm8k/acc/mean@1" in steps[2]
-    shards = sorted(p.name for p in (out / "ckpt" / "global_step_2" / "actor").glob("model_world_size_*"))
+    # global_step_2, as the first launch left it (the resume removes it)
     assert shards == ["model_world_size_2_rank_0.pt", "model_world_size_2_rank_1.pt"]
 
 
@@ -104,6 +106,12 @@ def test_resume_on_vllm_syncs_the_checkpoint_weights(real_shape):
     trained = sorted(s for s, m in steps.items() if "timing_s/step" in m)  # (step 2's line: validation on resume)
     assert trained == [3], trained  # resumed from global_step_2: steps 1-2 were not run again
     assert steps[3]["training/rollout_probs_diff_max"] < SYNCED
+    # MAX_CKPT_TO_KEEP=1 across the restart: verl's manager only knows this process's saves and would keep
+    # global_step_2 for good; the SRFT trainer removes it once global_step_3 is saved
+    out = real_shape[0]
+    assert sorted(p.name for p in (out / "ckpt").glob("global_step_*")) == ["global_step_3"]
+    assert f"SRFT: removed {out / 'ckpt' / 'global_step_2'}" in log, log[-3000:]
+    assert f"remove previous save local path: {out / 'ckpt' / 'global_step_2'}" not in log  # not verl's doing
 
 
 def test_stale_engine_control_fails_the_sync_check(stale):

@@ -21,6 +21,8 @@ to :class:`verl.trainer.ppo.v1.trainer_sync.PPOTrainerSync`, through the V1 hook
 * ``_update_actor``: global demo-token counts (and mean entropy) per optimizer mini-batch, so the
   SFT term is a token-mean over the mini-batch's demo tokens whatever the micro-batch size; verl's global
   step for the per-step weights (``srft.mix=chord``: mu, logged as ``srft/mu``);
+* ``_save_checkpoint``: ``trainer.max_actor_ckpt_to_keep`` bounds the checkpoint folder across restarts, and what
+  verl's keep rule leaves of a deleted save goes too (:mod:`recipe_srft.integration.checkpoints`);
 * a configurable replay-buffer poll interval (verl's fixed 2 s dominates small runs).
 """
 
@@ -49,6 +51,7 @@ from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
 from .. import contract as C
 from ..advantage import grpo_advantage_with_demos, hpt_switch
 from ..data_check import batch_data_metrics, check_training_data
+from .checkpoints import prune_saves
 from ..demos import count_demos
 from ..losses import rows_with_rl_term, srft_loss_fn, term_coefficients
 from ..minibatch import minibatch_ids, whole_group_order
@@ -109,6 +112,17 @@ class SRFTTrainer(PPOTrainerSync):
         with self.watchdog.phase("weight sync: actor -> rollout servers (after set-up)",
                                  self.srft.weight_sync_timeout_s):
             super().on_init_end()  # verl's PPOTrainerSync syncs the (loaded) weights here
+
+    def _save_checkpoint(self):
+        super()._save_checkpoint()
+        # verl keeps the last max_actor_ckpt_to_keep saves of this process only, and leaves their data.pt and
+        # transfer_queue/ behind: the same bound on the folder, across restarts (recipe_srft.integration.checkpoints)
+        keep = self.config.trainer.get("max_actor_ckpt_to_keep", None)
+        actor_ckpt = self.config.actor_rollout_ref.actor.get("checkpoint", {}) or {}
+        if keep and int(keep) > 0 and not actor_ckpt.get("async_save", False):
+            for folder in prune_saves(self.config.trainer.default_local_dir, self.global_steps, int(keep)):
+                print(f"SRFT: removed {folder} (trainer.max_actor_ckpt_to_keep={keep}: an older save, or what verl "
+                      "left of one)", flush=True)
 
     def on_step_end(self):
         # verl's PPOTrainerSync.on_step_end pushes the updated weights; a failed receiver would block it forever
