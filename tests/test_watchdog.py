@@ -151,3 +151,57 @@ def test_default_on_timeout_ends_the_process():
     for stream in (proc.stdout, proc.stderr):
         assert "SRFT watchdog: phase 'setup' did not finish within 0.2 s" in stream
         assert "SRFT watchdog: Ray not initialised in this process" in stream
+
+
+def test_a_watched_actor_that_dies_fails_the_open_phase():
+    """Liveness: while a phase is open, a watched actor reported dead ends the run naming the phase and the actor;
+    nothing fires while every watched actor is alive, while no phase is open, or for actors not watched."""
+    fired, event, queries = [], threading.Event(), []
+    dead_now: set[str] = set()
+
+    def dead_actors(watched):
+        queries.append(dict(watched))
+        return [f"Ray actor {watched[a]} died (killed)" for a in sorted(dead_now) if a in watched]
+
+    dog = PhaseWatchdog(on_timeout=lambda m: (fired.append(m), event.set()), diagnosis=lambda: "",
+                        poll_s=0.01, dead_actors=dead_actors, liveness_s=0.05)
+    dog.start()
+    try:
+        dead_now.add("x9")                                  # not watched: ignored
+        with dog.phase("set-up", None):
+            time.sleep(0.2)
+        assert queries == [] and fired == []                # nothing watched yet: no query at all
+        dog.watch({"a1": "vLLMHttpServer server_0", "b2": "WorkerDict"})
+        time.sleep(0.2)
+        assert queries == [] and fired == []                # no phase open: no query
+        with dog.phase("training step 1", None):
+            time.sleep(0.3)
+        assert queries and fired == []                      # all watched alive
+        with dog.phase("training step 2", None):
+            with dog.phase("generation", None):
+                dead_now.add("a1")
+                assert event.wait(3)
+                time.sleep(0.2)
+    finally:
+        dog.stop()
+    assert len(fired) == 1                                  # reported once
+    assert fired[0] == ("SRFT watchdog: phase 'generation' cannot finish: Ray actor vLLMHttpServer server_0 died "
+                        "(killed)\nSRFT watchdog: inside: 'training step 2'")
+
+
+def test_a_failing_liveness_query_is_not_a_death():
+    fired = []
+
+    def broken(_):
+        raise RuntimeError("GCS unavailable")
+
+    dog = PhaseWatchdog(on_timeout=fired.append, diagnosis=lambda: "", poll_s=0.01, dead_actors=broken,
+                        liveness_s=0.02)
+    dog.watch({"a1": "vLLMHttpServer"})
+    dog.start()
+    try:
+        with dog.phase("training step 1", None):
+            time.sleep(0.2)
+    finally:
+        dog.stop()
+    assert fired == []

@@ -57,9 +57,14 @@ from ..losses import rows_with_rl_term, srft_loss_fn, term_coefficients
 from ..minibatch import minibatch_ids, whole_group_order
 from .launch import apply_srft_group, check_verl_config, srft_config_from  # noqa: F401  (re-exported)
 from ..srft_config import describe
-from .watchdog import PhaseWatchdog
+from .watchdog import PhaseWatchdog, alive_ray_actors
 
 logger = logging.getLogger(__name__)
+
+
+#: actors the run cannot lose once set-up is done (class-name substrings): verl's rollout servers (vLLM's and
+#: SGLang's ``*HttpServer``, the CPU runtime's HF server), FSDP worker groups, agent-loop and reward workers
+WATCHED_ACTORS = ("HttpServer", "HFRolloutServer", "WorkerDict", "AgentLoopWorker", "RewardLoopWorker")
 
 
 @register_trainer("srft")
@@ -112,6 +117,11 @@ class SRFTTrainer(PPOTrainerSync):
         with self.watchdog.phase("weight sync: actor -> rollout servers (after set-up)",
                                  self.srft.weight_sync_timeout_s):
             super().on_init_end()  # verl's PPOTrainerSync syncs the (loaded) weights here
+        try:  # from here on, one of these dying (a crashed rollout server) would leave verl waiting forever
+            self.watchdog.watch(alive_ray_actors(WATCHED_ACTORS))
+        except Exception as exc:
+            print(f"SRFT watchdog: cannot read Ray's actor table ({exc!r}); a dead rollout server is then bounded "
+                  "only by srft.step_timeout_s", flush=True)
 
     def _save_checkpoint(self):
         super()._save_checkpoint()

@@ -5,7 +5,13 @@ actor asking for a CPU that is taken) blocks in ``ray.get`` without a word. The 
 daemon thread of the process that waits (verl's task runner), so it still runs while the main thread
 is blocked. When the current phase passes its deadline it prints one report, beginning with
 ``SRFT watchdog: phase '<name>' did not finish within <t> s``, with what Ray has and what is waiting,
-and then ends the process (by default) so that the Ray driver sees the actor die and the run fails::
+and then ends the process (by default) so that the Ray driver sees the actor die and the run fails.
+
+It also watches actors the run cannot lose (:meth:`PhaseWatchdog.watch`: the rollout servers, worker groups,
+agent-loop and reward workers once set-up is done): one that dies (a killed or crashed rollout server) leaves verl
+waiting on it forever, with no deadline to end the wait by default. Every ``liveness_s`` while a phase is open the
+watchdog reads Ray's actor table and, when a watched actor is dead, reports ``SRFT watchdog: phase '<name>' cannot
+finish: Ray actor <class> <name> died`` with Ray's cause and ends the process as on a timeout::
 
     watchdog = PhaseWatchdog().start()
     with watchdog.phase("setup", 600):
@@ -51,10 +57,16 @@ class PhaseWatchdog:
     """
 
     def __init__(self, on_timeout: Callable[[str], None] | None = None,
-                 diagnosis: Callable[[], str] | None = None, poll_s: float = 0.1):
+                 diagnosis: Callable[[], str] | None = None, poll_s: float = 0.1,
+                 dead_actors: Callable[[dict], list[str]] | None = None, liveness_s: float = 5.0):
         self.on_timeout = on_timeout or _exit_process
         self.diagnosis = diagnosis or ray_diagnosis
         self.poll_s = poll_s
+        self.dead_actors = dead_actors or dead_ray_actors
+        self.liveness_s = liveness_s
+        self._watched: dict[str, str] = {}  # actor id -> "Class name"
+        self._next_liveness = 0.0
+        self._lost = False
         self._lock = threading.Lock()
         self._phases: dict[int, tuple[str, float, float]] = {}  # token -> (name, timeout_s, deadline); entry order
         self._fired: set[int] = set()
@@ -102,6 +114,11 @@ class PhaseWatchdog:
         finally:
             self.done(token)
 
+    def watch(self, actors: dict[str, str]) -> None:
+        """Adds actors (id -> description) whose death fails the open phase (checked every ``liveness_s``)."""
+        with self._lock:
+            self._watched.update(actors)
+
     def current(self) -> list[str]:
         """Names of the open phases, outermost first."""
         with self._lock:
@@ -124,6 +141,25 @@ class PhaseWatchdog:
             overrun = self._overrun()
             if overrun is not None:
                 self._report(*overrun)
+            self._check_liveness()
+
+    def _check_liveness(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            watched, phases = dict(self._watched), [name for name, _, _ in self._phases.values()]
+        if self._lost or not watched or not phases or now < self._next_liveness:
+            return
+        self._next_liveness = now + self.liveness_s
+        try:
+            dead = self.dead_actors(watched)
+        except Exception:  # a failed query is not a death; the phase deadlines still hold
+            return
+        if dead:
+            self._lost = True
+            lines = [f"{REPORT_PREFIX} phase '{phases[-1]}' cannot finish: {d}" for d in dead]
+            if len(phases) > 1:
+                lines.append(f"{REPORT_PREFIX} inside: " + " > ".join(f"'{n}'" for n in phases[:-1]))
+            self._emit("\n".join(lines))
 
     def _report(self, name: str, timeout_s: float, outer: list[str]) -> None:
         lines = [f"{REPORT_PREFIX} phase '{name}' did not finish within {timeout_s:g} s"]
@@ -134,7 +170,9 @@ class PhaseWatchdog:
         except Exception as exc:  # the report must come out even if the diagnosis breaks
             body = f"diagnosis failed: {exc!r}"
         lines += [f"{REPORT_PREFIX} {line}" for line in body.splitlines()]
-        message = "\n".join(lines)
+        self._emit("\n".join(lines))
+
+    def _emit(self, message: str) -> None:
         # Both streams: Ray forwards each to the driver, and either may be the one a user reads.
         for stream in (sys.stdout, sys.stderr):
             try:
@@ -179,13 +217,11 @@ def _waiting_actors() -> list[dict]:
     ``ray.util.state`` needs the dashboard and ``ray._private.state.actors()`` drops the resources, so
     the GCS actor table is read directly (Ray 2.60: GlobalState accessor + ActorTableData proto).
     """
-    from ray._private.state import state
     from ray.core.generated import gcs_pb2
 
     names = gcs_pb2.ActorTableData.ActorState.DESCRIPTOR.values_by_number
     waiting = []
-    for raw in state._connect_and_get_accessor().get_actor_table(None, None):
-        actor = gcs_pb2.ActorTableData.FromString(raw)
+    for actor in _actor_table():
         status = names[actor.state].name
         if status in ("ALIVE", "DEAD"):
             continue
@@ -193,6 +229,39 @@ def _waiting_actors() -> list[dict]:
                             required_resources=dict(actor.required_resources),
                             placement_group_id=actor.placement_group_id.hex()))
     return waiting
+
+
+def _actor_table() -> list:
+    """Ray's GCS actor table (every actor, dead ones too) as ActorTableData protos (Ray 2.60 GlobalState accessor)."""
+    from ray._private.state import state
+    from ray.core.generated import gcs_pb2
+
+    table = state._connect_and_get_accessor().get_actor_table(None, None)
+    return [gcs_pb2.ActorTableData.FromString(raw) for raw in table]
+
+
+def alive_ray_actors(class_names: tuple[str, ...]) -> dict[str, str]:
+    """Alive actors whose class name contains one of ``class_names``: id -> "Class name"."""
+    from ray.core.generated import gcs_pb2
+
+    alive = gcs_pb2.ActorTableData.ActorState.Value("ALIVE")
+    return {a.actor_id.hex(): f"{a.class_name} {a.name}".strip() for a in _actor_table()
+            if a.state == alive and any(c in a.class_name for c in class_names)}
+
+
+def dead_ray_actors(watched: dict[str, str]) -> list[str]:
+    """Of ``watched`` (id -> description), the actors Ray reports dead, each with its death cause."""
+    from ray.core.generated import gcs_pb2
+
+    dead = gcs_pb2.ActorTableData.ActorState.Value("DEAD")
+    found = []
+    for actor in _actor_table():
+        key = actor.actor_id.hex()
+        if key in watched and actor.state == dead:
+            context = actor.death_cause.actor_died_error_context
+            cause = (context.error_message or str(actor.death_cause)).strip().replace("\n", " ")[:400]
+            found.append(f"Ray actor {watched[key]} died ({cause or 'no cause recorded'})")
+    return found
 
 
 def _fmt_resources(resources: dict) -> str:
