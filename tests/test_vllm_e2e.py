@@ -141,6 +141,36 @@ def test_failed_weight_sync_fails_the_run_naming_the_phase(stale):
         in log, log[-4000:]
 
 
+def test_a_rollout_server_that_dies_fails_the_run_naming_it(tiny_model_dir, data, tmp_path):
+    """SIGKILL of verl's vLLM server once step 1 is logged. verl then waits for it forever (measured: no output for
+    minutes; no step deadline by default); the watchdog's liveness watch must fail the run within seconds, naming the
+    phase and the actor. (The HF server's death needs no watch: verl's next call to it raises ActorDiedError.)"""
+    import threading
+    import time
+
+    import psutil
+
+    out = tmp_path / "dies"
+    killed = []
+
+    def kill_server_after_step_1():
+        log, deadline = out / "launch_20" / "train.log", time.monotonic() + 400
+        while time.monotonic() < deadline and not (log.exists() and "step:1 " in log.read_text(errors="ignore")):
+            time.sleep(0.2)
+        for proc in psutil.process_iter(["cmdline"]):
+            if " ".join(proc.info["cmdline"] or []).startswith("ray::vLLMHttpServer"):
+                proc.kill()
+                killed.append(time.monotonic())
+
+    threading.Thread(target=kill_server_after_step_1, daemon=True).start()
+    rc, log, _ = launch(tiny_model_dir, data, out, steps=20, timeout=500)
+    ended = time.monotonic()
+    assert killed, "no vLLM server process found to kill: " + log[-3000:]
+    assert rc != 0, log[-3000:]
+    assert ended - killed[0] < 120, f"the run took {ended - killed[0]:.0f} s to fail after the kill"
+    assert "cannot finish: Ray actor vLLMHttpServer" in log and " died (" in log, log[-4000:]
+
+
 def test_runs_leave_no_shared_memory_behind(real_shape):
     """vLLM's message queues and verl's weight buckets live in /dev/shm; run_trainer removes what a run left."""
     *_, shm_before = real_shape
