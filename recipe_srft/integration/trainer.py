@@ -51,10 +51,10 @@ from . import agent_loop  # noqa: F401  (registers the "srft_agent" agent loop)
 from .. import contract as C
 from ..advantage import grpo_advantage_with_demos, hpt_switch
 from ..data_check import batch_data_metrics, check_training_data
-from .checkpoints import prune_saves
 from ..demos import count_demos
 from ..losses import rows_with_rl_term, srft_loss_fn, term_coefficients
 from ..minibatch import minibatch_ids, whole_group_order
+from .checkpoints import prune_saves
 from .launch import apply_srft_group, check_verl_config, srft_config_from  # noqa: F401  (re-exported)
 from ..srft_config import describe
 from .watchdog import PhaseWatchdog, alive_ray_actors
@@ -178,7 +178,8 @@ class SRFTTrainer(PPOTrainerSync):
         batch = self._mark_demos(batch)
         seq_lens = [int(tag["seq_len"]) for tag in batch.tags]
         group_ids = [_group_of_key(key) for key in batch.keys]
-        positions = self._prompt_positions
+        # the step's prompts in the dataloader's order; once laid out, they are forgotten
+        group_order = {g: self._prompt_positions.pop(g) for g in set(group_ids) if g in self._prompt_positions}
         order, rank_indices = whole_group_order(
             group_ids=group_ids,
             seq_lens=seq_lens,
@@ -186,10 +187,8 @@ class SRFTTrainer(PPOTrainerSync):
             dp_size=dp_size,
             global_mini_batch=self._global_mini_batch(),
             balance=bool(self.config.trainer.get("balance_batch", True)),
-            group_order={g: positions[g] for g in set(group_ids) if g in positions},
+            group_order=group_order,
         )
-        for g in set(group_ids):  # this step's prompts are laid out: forget them
-            positions.pop(g, None)
         batch.reorder(order)
         metrics.update(log_seqlen_unbalance(seqlen_list=seq_lens, partitions=rank_indices, prefix=logging_prefix))
         return batch
