@@ -38,13 +38,15 @@ EXTENSION = "actor_rollout_ref.rollout.engine_kwargs.vllm.worker_extension_cls=v
 CONTROL = EXTENSION + "StaleThenFailingWorkerExtension"
 
 
-def launch(model, data, out: Path, *, preset="srft", gpus=1, steps=2, extra=(), timeout=900, **variables):
+def launch(model, data, out: Path, *, preset="srft", gpus=1, steps=2, extra=(), timeout=900, child_env=None,
+           **variables):
     env = script_env(preset, model, *data, out, gpus=gpus, steps=steps, LR="1e-3", **variables)
     overrides = cpu_overrides(script_overrides("qwen_math.sh", env), [f"srft.dump_minibatches_dir={out}/layout",
                                                                      *extra])
     log_dir = out / f"launch_{steps}"
     result = run_trainer(overrides, log_dir, entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False,
-                         timeout=timeout, env={"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])})
+                         timeout=timeout, env={"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+                                               **(child_env or {})})
     log = (log_dir / "train.log").read_text()
     steps_seen = {}
     for row in read_console_metrics(log_dir / "train.log"):
@@ -142,33 +144,27 @@ def test_failed_weight_sync_fails_the_run_naming_the_phase(stale):
 
 
 def test_a_rollout_server_that_dies_fails_the_run_naming_it(tiny_model_dir, data, tmp_path):
-    """SIGKILL of verl's vLLM server once step 1 is logged. verl then waits for it forever (measured: no output for
-    minutes; no step deadline by default); the watchdog's liveness watch must fail the run within seconds, naming the
-    phase and the actor. (The HF server's death needs no watch: verl's next call to it raises ActorDiedError.)"""
-    import threading
+    """SIGKILL of verl's vLLM server while the trainer is in the weight sync after step 2 (done from inside the
+    receiving vLLM worker, tests/vllm_sync_control.py, so the moment is fixed). verl's sender then waits for it
+    forever (measured: no output for minutes; the sync deadline is 600 s by default); the watchdog's liveness watch
+    must fail the run within seconds, naming the phase and the actor. (The HF server's death needs no watch: verl's
+    next call to it raises ActorDiedError.)"""
     import time
 
-    import psutil
-
     out = tmp_path / "dies"
-    killed = []
-
-    def kill_server_after_step_1():
-        log, deadline = out / "launch_20" / "train.log", time.monotonic() + 400
-        while time.monotonic() < deadline and not (log.exists() and "step:1 " in log.read_text(errors="ignore")):
-            time.sleep(0.2)
-        for proc in psutil.process_iter(["cmdline"]):
-            if " ".join(proc.info["cmdline"] or []).startswith("ray::vLLMHttpServer"):
-                proc.kill()
-                killed.append(time.monotonic())
-
-    threading.Thread(target=kill_server_after_step_1, daemon=True).start()
-    rc, log, _ = launch(tiny_model_dir, data, out, steps=20, timeout=500)
-    ended = time.monotonic()
-    assert killed, "no vLLM server process found to kill: " + log[-3000:]
+    out.mkdir()
+    stamp = out / "killed_at"
+    rc, log, steps = launch(tiny_model_dir, data, out, steps=20, timeout=500,
+                            extra=[EXTENSION + "ServerKilledAtSyncWorkerExtension"],
+                            child_env={"SRFT_TEST_KILL_STAMP": str(stamp)})
+    ended = time.time()
+    assert stamp.exists(), "the vLLM worker never reached the sync after step 2: " + log[-3000:]
     assert rc != 0, log[-3000:]
-    assert ended - killed[0] < 120, f"the run took {ended - killed[0]:.0f} s to fail after the kill"
-    assert "cannot finish: Ray actor vLLMHttpServer" in log and " died (" in log, log[-4000:]
+    trained = sorted(s for s, m in steps.items() if "timing_s/step" in m)
+    assert trained == [1], trained  # step 2's metrics would follow the sync in which the server died
+    assert ended - float(stamp.read_text()) < 120, f"the run took {ended - float(stamp.read_text()):.0f} s to fail"
+    assert "phase 'weight sync: actor -> rollout servers (after step 2)' cannot finish: Ray actor vLLMHttpServer" \
+        in log and " died (" in log, log[-4000:]
 
 
 def test_runs_leave_no_shared_memory_behind(real_shape):

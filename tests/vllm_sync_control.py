@@ -26,3 +26,32 @@ class StaleThenFailingWorkerExtension(StaleWeightsWorkerExtension):
         if self._srft_syncs > self.DROPPED:
             raise RuntimeError(f"vllm_sync_control: this receiver fails weight sync {self._srft_syncs}")
         return super().update_weights_from_ipc(*args, **kwargs)
+
+
+class ServerKilledAtSyncWorkerExtension(CPUColocateWorkerExtension):
+    """At the weight sync after step 2 (the third: after set-up, step 1, step 2), SIGKILLs verl's vLLMHttpServer actor process and fails the
+    receive, so the trainer is inside that sync with verl's sender waiting on a peer that will never answer. Killing
+    from here, not from a thread in the test watching the log, fixes the moment: a kill that lands between two of
+    verl's calls to the server instead surfaces as Ray's own ActorDiedError from the next call (seen in CI), which
+    does not exercise the liveness watch. Writes the kill's wall-clock time to ``$SRFT_TEST_KILL_STAMP``."""
+
+    KILL_AT_SYNC = 3
+
+    def update_weights_from_ipc(self, *args, **kwargs):  # verl/workers/rollout/vllm_rollout/utils.py:248
+        import os
+        import signal
+        import time
+
+        import psutil
+
+        self._srft_syncs = getattr(self, "_srft_syncs", 0) + 1
+        if self._srft_syncs < self.KILL_AT_SYNC:
+            return super().update_weights_from_ipc(*args, **kwargs)
+        servers = [p for p in psutil.process_iter(["cmdline"])
+                   if " ".join(p.info["cmdline"] or []).startswith("ray::vLLMHttpServer")]
+        if len(servers) != 1:
+            raise RuntimeError(f"vllm_sync_control: expected one vLLMHttpServer process, found {len(servers)}")
+        with open(os.environ["SRFT_TEST_KILL_STAMP"], "w") as stamp:
+            stamp.write(repr(time.time()))
+        os.kill(servers[0].pid, signal.SIGKILL)
+        raise RuntimeError(f"vllm_sync_control: killed vLLMHttpServer pid {servers[0].pid} at sync {self._srft_syncs}")
