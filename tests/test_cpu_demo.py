@@ -97,3 +97,24 @@ def test_compare_report_and_settings_key():
     assert lines[3].endswith("| 1.000 |")
     assert lines[4].startswith("| `sft` | 1 | 35.0% |  |") and "n/a (no rollouts)" in lines[4]
     assert "grpo" not in table  # no record, no row
+
+
+def test_entropy_curves_average_seeds_per_update_and_shift_sft_rl_past_its_sft_updates(tmp_path):
+    """The rollout-entropy figure reads srft/onpolicy/entropy from each run's console log (not verl's actor/entropy,
+    which mixes in the demonstrations); sft_rl's GRPO steps 1..2 are updates 3..4 after its 2 SFT updates."""
+    from recipe_srft.experiments.compare import entropy_curves, plot_entropy_curves
+
+    def log(path, values):
+        path.parent.mkdir(parents=True)
+        path.write_text("".join(f"(TaskRunnerV1 pid=1) step:{i} - actor/entropy:9.0 - srft/onpolicy/entropy:{v}\n"
+                                for i, v in enumerate(values, start=1)))
+
+    log(tmp_path / "srft" / "seed0" / "train.log", [1.0, 0.5])
+    log(tmp_path / "srft" / "seed1" / "train.log", [2.0, 0.25])
+    log(tmp_path / "sft_rl" / "seed0" / "stage2_grpo" / "train.log", [0.75, 0.5])
+    records = [dict(method="srft", seed=0), dict(method="srft", seed=1),
+               dict(method="sft_rl", seed=0, stages={"sft": 2, "grpo": 2}), dict(method="sft", seed=0)]
+    curves = entropy_curves(records, tmp_path)
+    assert curves == {"srft": [(1, 1.5, 1.0, 2.0, 2), (2, 0.375, 0.25, 0.5, 2)],
+                      "sft_rl": [(3, 0.75, 0.75, 0.75, 1), (4, 0.5, 0.5, 0.5, 1)]}
+    assert plot_entropy_curves(curves, tmp_path / "entropy.png", "t").stat().st_size > 1000

@@ -33,7 +33,8 @@ steps, held-out greedy accuracy with its Wilson 95% interval, the paired differe
 95% CI, mean rollout entropy, minutes, date and the command. A rerun skips the (method, seed) pairs already
 recorded with the same settings and resumes an interrupted run from its checkpoints. ``OUT/results.md`` holds the
 per-run table and the per-method mean with a 95% interval over seeds (Student t); ``OUT/figure.png`` the per-seed
-accuracies; ``OUT/curves.png`` the training metrics of seed 0.
+accuracies; ``OUT/entropy.png`` the rollouts' own entropy per update for every method (mean over seeds, band:
+seed range; the paper's central claim is about entropy); ``OUT/curves.png`` the training metrics of seed 0.
 """
 
 from __future__ import annotations
@@ -250,6 +251,52 @@ def plot_seeds(records: list[dict], methods: list[str], path: Path, title: str) 
     return path
 
 
+def rl_log(out: Path, method: str, seed: int) -> Path:
+    """The train.log of a run's RL stage (``sft_rl``: its GRPO stage)."""
+    run_dir = out / method / f"seed{seed}"
+    return run_dir / "stage2_grpo" / "train.log" if method == "sft_rl" else run_dir / "train.log"
+
+
+def entropy_curves(records: list[dict], out: Path, key: str = "srft/onpolicy/entropy") -> dict:
+    """Per method, the rollouts' own entropy (``key``, logged by the SRFT trainer for the rollouts alone) at each
+    optimizer update, over the recorded seeds: ``{method: [(update, mean, min, max, seeds), ...]}``. An ``sft_rl``
+    run's GRPO steps are shifted by its SFT updates, so every method's x axis counts the same updates. Methods
+    without rollouts (``sft``) or without logs are left out."""
+    by_update: dict[str, dict[int, list[float]]] = {}
+    for r in records:
+        log = rl_log(out, r["method"], r["seed"])
+        if not log.exists():
+            continue
+        offset = r.get("stages", {}).get("sft", 0) if r["method"] == "sft_rl" else 0
+        for row in read_console_metrics(log):
+            if key in row:
+                by_update.setdefault(r["method"], {}).setdefault(offset + row["step"], []).append(row[key])
+    return {m: [(u, statistics.fmean(v), min(v), max(v), len(v)) for u, v in sorted(steps.items())]
+            for m, steps in by_update.items()}
+
+
+def plot_entropy_curves(curves: dict, path: Path, title: str) -> Path:
+    """The rollouts' entropy per update, one line per method (mean over seeds) and its seed range as a band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for method, points in curves.items():
+        x = [p[0] for p in points]
+        line, = ax.plot(x, [p[1] for p in points], marker="o", markersize=3, label=method)
+        ax.fill_between(x, [p[2] for p in points], [p[3] for p in points], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("optimizer update")
+    ax.set_ylabel("rollout entropy (nats, per token)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/cpu_compare")
@@ -320,6 +367,10 @@ def main(argv=None):
     (out / "results.md").write_text(table)
     figure = plot_seeds(records, methods, out / "figure.png",
                         f"SmolLM2-135M, CPU demo task, {args.steps} updates per run")
+    entropy = entropy_curves(records, out)
+    if entropy:
+        plot_entropy_curves(entropy, out / "entropy.png", f"SmolLM2-135M, CPU: rollout entropy, mean over seeds "
+                                                          "(band: seed range)")
     from ..tools.plot import load_run, plot_runs
 
     curves = [load_run(d, label=m) for m in methods
