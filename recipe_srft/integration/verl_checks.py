@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 from omegaconf import OmegaConf
 
-__all__ = ["REFUSED", "Refusal", "preset_verl_conflicts", "unhonoured_verl_settings"]
+__all__ = ["REFUSED", "Refusal", "async_save_problem", "preset_verl_conflicts", "unhonoured_verl_settings"]
 
 
 class Refusal(NamedTuple):
@@ -80,11 +80,31 @@ REFUSED: tuple[Refusal, ...] = (
 
 _ABSENT = object()
 
+#: verl 0.9.1 saves asynchronously only with Megatron (utils/checkpoint/megatron_checkpoint_manager.py:1136 writes
+#: the tracker when its save lands); the FSDP checkpoint manager has no async path and saves synchronously, yet the
+#: V1 trainer's _save_checkpoint still skips writing latest_checkpointed_iteration.txt when the flag is on
+#: (trainer/ppo/v1/trainer_base.py:1012), and trainer.resume_mode=auto finds saves only through that file
+#: (utils/checkpoint/checkpoint_manager.py:222 find_latest_ckpt_path)
+ASYNC_SAVE = "actor_rollout_ref.actor.checkpoint.async_save"
+
+
+def async_save_problem(config) -> list[str]:
+    """``async_save=true`` under an FSDP actor: nothing is saved asynchronously and every save is lost to resume."""
+    strategy = str(OmegaConf.select(config, "actor_rollout_ref.actor.strategy", default="fsdp"))
+    if OmegaConf.select(config, ASYNC_SAVE, default=False) is not True or strategy == "megatron":
+        return []
+    return [f"{ASYNC_SAVE}=true: verl 0.9.1 saves asynchronously only with Megatron; with "
+            f"actor_rollout_ref.actor.strategy={strategy} the checkpoint is written synchronously anyway, but the "
+            "trainer then skips latest_checkpointed_iteration.txt (verl/trainer/ppo/v1/trainer_base.py:1012), so "
+            "trainer.resume_mode=auto would never find a save and a restarted run would start again from step 0; "
+            f"set {ASYNC_SAVE}=false"]
+
 
 def unhonoured_verl_settings(config) -> list[str]:
     """One message per :data:`REFUSED` key whose value in ``config`` (composed OmegaConf) SRFT cannot honour.
 
-    A key missing from the config (or under a ``null`` section) takes verl's default and is honoured.
+    A key missing from the config (or under a ``null`` section) takes verl's default and is honoured. Also
+    :func:`async_save_problem`, the one refusal that depends on another key (the actor's strategy).
     """
     problems = []
     for row in REFUSED:
@@ -92,7 +112,7 @@ def unhonoured_verl_settings(config) -> list[str]:
         if value is _ABSENT or value in row.honoured:
             continue
         problems.append(f"{row.key}={_show(value)}: {row.why}; {row.fix}")
-    return problems
+    return problems + async_save_problem(config)
 
 
 def preset_verl_conflicts(config, preset: str) -> list[str]:
