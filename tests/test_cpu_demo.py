@@ -118,3 +118,30 @@ def test_entropy_curves_average_seeds_per_update_and_shift_sft_rl_past_its_sft_u
     assert curves == {"srft": [(1, 1.5, 1.0, 2.0, 2), (2, 0.375, 0.25, 0.5, 2)],
                       "sft_rl": [(3, 0.75, 0.75, 0.75, 1), (4, 0.5, 0.5, 0.5, 1)]}
     assert plot_entropy_curves(curves, tmp_path / "entropy.png", "t").stat().st_size > 1000
+
+
+def test_compare_two_counts_per_seed_differences_and_identical_responses(tmp_path):
+    from recipe_srft.experiments.compare import compare_two, pair_report
+
+    def samples(method, seed, rows):
+        d = tmp_path / method / f"seed{seed}" / "eval"
+        d.mkdir(parents=True)
+        d.joinpath("samples.jsonl").write_text("".join(
+            json.dumps({"source": "gsm8k", "prompt_index": i, "score": sc, "response": r}) + "\n"
+            for i, (sc, r) in enumerate(rows)))
+
+    samples("srft", 0, [(1, "x"), (0, "y"), (1, "z"), (0, "w")])
+    samples("srft_code", 0, [(1, "x"), (1, "q"), (0, "r"), (1, "s")])  # +2 -1 of 4: diff 0.25, 1 identical
+    samples("srft", 1, [(1, "x"), (0, "y")])
+    samples("srft_code", 1, [(1, "x"), (0, "y")])  # the same greedy outputs
+    result = compare_two(tmp_path, "srft", "srft_code", [0, 1])
+    assert result["per_seed"] == [
+        dict(seed=0, problems=4, diff=0.25, only_a=1, only_b=2, identical_responses=1),
+        dict(seed=1, problems=2, diff=0.0, only_a=0, only_b=0, identical_responses=2)]
+    over = result["over_seeds"]
+    assert over["mean"] == 0.125 and over["seeds"] == 2
+    # t(1) = 12.706, sd of (0.25, 0) = 0.1768, half = 12.706 * 0.1768 / sqrt(2) = 1.588
+    assert abs(over["high"] - (0.125 + 12.706 * 0.25 / 2)) < 1e-9
+    text = pair_report(result)
+    assert "| 0 | 4 | +25.0 | 1 | 2 | 1 |" in text and "| 1 | 2 | +0.0 | 0 | 0 | 2 |" in text
+    assert "Mean difference +12.5 points over 2 seeds, 95% interval over seeds [-146.3, +171.3]" in text

@@ -32,7 +32,8 @@ Each finished run appends one JSON line to ``OUT/runs.jsonl`` (and to ``--result
 steps, held-out greedy accuracy with its Wilson 95% interval, the paired difference to the base model with its
 95% CI, mean rollout entropy, minutes, date and the command. A rerun skips the (method, seed) pairs already
 recorded with the same settings and resumes an interrupted run from its checkpoints. ``OUT/results.md`` holds the
-per-run table and the per-method mean with a 95% interval over seeds (Student t); ``OUT/figure.png`` the per-seed
+per-run table and the per-method mean with a 95% interval over seeds (Student t), then ``srft_code`` against
+``srft`` problem by problem (:func:`compare_two`); ``OUT/figure.png`` the per-seed
 accuracies; ``OUT/entropy.png`` the rollouts' own entropy per update for every method (mean over seeds, band:
 seed range; the paper's central claim is about entropy); ``OUT/curves.png`` the training metrics of seed 0.
 """
@@ -251,6 +252,51 @@ def plot_seeds(records: list[dict], methods: list[str], path: Path, title: str) 
     return path
 
 
+def read_responses(eval_dir: Path) -> dict:
+    """(source, prompt index) -> (score, greedy response) of an evaluation folder's ``samples.jsonl``."""
+    rows = {}
+    with open(Path(eval_dir) / "samples.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            rows[(row["source"], row["prompt_index"])] = (float(row["score"]), row["response"])
+    return rows
+
+
+def compare_two(out: Path, a: str, b: str, seeds: list[int]) -> dict:
+    """``b`` against ``a`` on the held-out problems, seed by seed (the same seed gives both the same prompt order
+    and rollout seed): the accuracy difference, the problems one solves and the other does not, and how many
+    greedy responses are identical token for token; plus the mean difference over seeds with its 95% interval
+    (Student t). Tells whether two methods differ at all, not only whether their means do."""
+    per_seed = []
+    for seed in seeds:
+        ra, rb = (read_responses(out / m / f"seed{seed}" / "eval") for m in (a, b))
+        keys = sorted(set(ra) & set(rb))
+        per_seed.append({
+            "seed": seed, "problems": len(keys),
+            "diff": statistics.fmean(rb[k][0] - ra[k][0] for k in keys),
+            "only_a": sum(ra[k][0] > rb[k][0] for k in keys), "only_b": sum(rb[k][0] > ra[k][0] for k in keys),
+            "identical_responses": sum(ra[k][1] == rb[k][1] for k in keys)})
+    return {"a": a, "b": b, "per_seed": per_seed, "over_seeds": seed_interval([r["diff"] for r in per_seed])}
+
+
+#: pairs of methods compared problem by problem in results.md (issue 19: do the paper's and the code's SRFT differ?)
+PAIRS = (("srft", "srft_code"),)
+
+
+def pair_report(pair: dict) -> str:
+    a, b = pair["a"], pair["b"]
+    lines = [f"`{b}` against `{a}`, the same seeds (prompt order and rollout seed):", "",
+             f"| seed | problems | {b} - {a} (points) | solved only by {a} | solved only by {b} | identical greedy "
+             "responses |", "|---|---|---|---|---|---|"]
+    for r in pair["per_seed"]:
+        lines.append(f"| {r['seed']} | {r['problems']} | {100 * r['diff']:+.1f} | {r['only_a']} | {r['only_b']} | "
+                     f"{r['identical_responses']} |")
+    o = pair["over_seeds"]
+    interval = "" if o["low"] is None else f", 95% interval over seeds [{100 * o['low']:+.1f}, {100 * o['high']:+.1f}]"
+    lines += ["", f"Mean difference {100 * o['mean']:+.1f} points over {o['seeds']} seeds{interval}."]
+    return "\n".join(lines) + "\n"
+
+
 def rl_log(out: Path, method: str, seed: int) -> Path:
     """The train.log of a run's RL stage (``sft_rl``: its GRPO stage)."""
     run_dir = out / method / f"seed{seed}"
@@ -364,6 +410,11 @@ def main(argv=None):
 
     records = [r for r in read_records(runs_file) if r["settings"] == key]
     table = report(records, methods)
+    for a, b in PAIRS:
+        seeds_ab = sorted({r["seed"] for r in records if r["method"] == a} & {r["seed"] for r in records
+                                                                          if r["method"] == b})
+        if seeds_ab:
+            table += "\n" + pair_report(compare_two(out, a, b, seeds_ab))
     (out / "results.md").write_text(table)
     figure = plot_seeds(records, methods, out / "figure.png",
                         f"SmolLM2-135M, CPU demo task, {args.steps} updates per run")
