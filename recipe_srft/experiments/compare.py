@@ -221,6 +221,17 @@ def report(records: list[dict], methods: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save_figure(fig, ax, path: Path, title: str) -> Path:
+    import matplotlib.pyplot as plt
+
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_seeds(records: list[dict], methods: list[str], path: Path, title: str) -> Path:
     import matplotlib
 
@@ -244,12 +255,7 @@ def plot_seeds(records: list[dict], methods: list[str], path: Path, title: str) 
     ax.set_xticks(range(len(present)), present)
     ax.set_ylabel("held-out accuracy (%, greedy)")
     ax.set_ylim(bottom=0)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, ax, path, title)
 
 
 def read_responses(eval_dir: Path) -> dict:
@@ -335,12 +341,7 @@ def plot_entropy_curves(curves: dict, path: Path, title: str) -> Path:
         ax.fill_between(x, [p[2] for p in points], [p[3] for p in points], color=line.get_color(), alpha=0.15)
     ax.set_xlabel("optimizer update")
     ax.set_ylabel("rollout entropy (nats, per token)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save_figure(fig, ax, path, title)
 
 
 def main(argv=None):
