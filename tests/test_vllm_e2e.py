@@ -44,9 +44,9 @@ def launch(model, data, out: Path, *, preset="srft", gpus=1, steps=2, extra=(), 
     overrides = cpu_overrides(script_overrides("qwen_math.sh", env), [f"srft.dump_minibatches_dir={out}/layout",
                                                                      *extra])
     log_dir = out / f"launch_{steps}"
+    pythonpath = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])  # vllm_sync_control importable
     result = run_trainer(overrides, log_dir, entry="recipe_srft.main_srft", config_name="srft_trainer", echo=False,
-                         timeout=timeout, env={"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-                                               **(child_env or {})})
+                         timeout=timeout, env={"PYTHONPATH": pythonpath, **(child_env or {})})
     log = (log_dir / "train.log").read_text()
     steps_seen = {}
     for row in read_console_metrics(log_dir / "train.log"):

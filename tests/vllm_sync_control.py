@@ -29,11 +29,12 @@ class StaleThenFailingWorkerExtension(StaleWeightsWorkerExtension):
 
 
 class ServerKilledAtSyncWorkerExtension(CPUColocateWorkerExtension):
-    """At the weight sync after step 2 (the third: after set-up, step 1, step 2), SIGKILLs verl's vLLMHttpServer actor process and fails the
-    receive, so the trainer is inside that sync with verl's sender waiting on a peer that will never answer. Killing
-    from here, not from a thread in the test watching the log, fixes the moment: a kill that lands between two of
-    verl's calls to the server instead surfaces as Ray's own ActorDiedError from the next call (seen in CI), which
-    does not exercise the liveness watch. Writes the kill's wall-clock time to ``$SRFT_TEST_KILL_STAMP``."""
+    """At the weight sync after step 2 (the third: after set-up, step 1, step 2), SIGKILLs verl's vLLMHttpServer
+    actor process and fails the receive, so the trainer is inside that sync with verl's sender waiting on a peer
+    that will never answer. Killing from here, not from a thread in the test watching the log, fixes the moment: a
+    kill that lands between two of verl's calls to the server instead surfaces as Ray's own ActorDiedError from the
+    next call (seen in CI), which does not exercise the liveness watch. Writes the kill's wall-clock time to
+    ``$SRFT_TEST_KILL_STAMP``."""
 
     KILL_AT_SYNC = 3
 

@@ -54,7 +54,7 @@ from pathlib import Path
 from ..tools.console_metrics import read_console_metrics
 from ..cpu.precision import resolve_precision
 from ..cpu.smoke import add_rollout_argument, resolve_rollout_engine
-from .demo import REPO, _log, add_precision_argument, evaluate, paired_difference, train_overrides
+from .demo import REPO, _log, add_precision_argument, evaluate, paired_difference, read_samples, train_overrides
 from .demo_task import write_demo_task
 from ..cpu.smoke import run_trainer
 
@@ -163,18 +163,16 @@ def run_method(method: str, seed: int, model: Path, train: Path, val: Path, base
     if method == "sft":
         trained_model = _sft_run(model, train, run_dir, args, args.steps, seed)
         stages = {"sft": args.steps}
-        log = None
     elif method == "sft_rl":
         sft_steps = max(1, min(args.steps - 1, round(args.steps * args.sft_rl_split)))
         stage1 = _sft_run(model, train, run_dir / "stage1_sft", args, sft_steps, seed)
         trained_model = _rl_run(stage1, train, val, run_dir / "stage2_grpo", args, "grpo", args.steps - sft_steps,
                                 seed)
         stages = {"sft": sft_steps, "grpo": args.steps - sft_steps}
-        log = run_dir / "stage2_grpo" / "train.log"
     else:
         trained_model = _rl_run(model, train, val, run_dir, args, method, args.steps, seed)
         stages = {method: args.steps}
-        log = run_dir / "train.log"
+    log = None if method == "sft" else rl_log(out, method, seed)  # sft has no rollouts
     trained = evaluate(trained_model, val, run_dir / "eval", args.max_new_tokens)
     diff = paired_difference(base, trained)
     rows = read_console_metrics(log) if log is not None else []
@@ -258,16 +256,6 @@ def plot_seeds(records: list[dict], methods: list[str], path: Path, title: str) 
     return _save_figure(fig, ax, path, title)
 
 
-def read_responses(eval_dir: Path) -> dict:
-    """(source, prompt index) -> (score, greedy response) of an evaluation folder's ``samples.jsonl``."""
-    rows = {}
-    with open(Path(eval_dir) / "samples.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            rows[(row["source"], row["prompt_index"])] = (float(row["score"]), row["response"])
-    return rows
-
-
 def compare_two(out: Path, a: str, b: str, seeds: list[int]) -> dict:
     """``b`` against ``a`` on the held-out problems, seed by seed (the same seed gives both the same prompt order
     and rollout seed): the accuracy difference, the problems one solves and the other does not, and how many
@@ -275,7 +263,7 @@ def compare_two(out: Path, a: str, b: str, seeds: list[int]) -> dict:
     (Student t). Tells whether two methods differ at all, not only whether their means do."""
     per_seed = []
     for seed in seeds:
-        ra, rb = (read_responses(out / m / f"seed{seed}" / "eval") for m in (a, b))
+        ra, rb = (read_samples(out / m / f"seed{seed}" / "eval") for m in (a, b))
         keys = sorted(set(ra) & set(rb))
         per_seed.append({
             "seed": seed, "problems": len(keys),
@@ -425,9 +413,8 @@ def main(argv=None):
                                                           "(band: seed range)")
     from ..tools.plot import load_run, plot_runs
 
-    curves = [load_run(d, label=m) for m in methods
-              for d in [out / m / "seed0" / ("stage2_grpo" if m == "sft_rl" else "")]
-              if m != "sft" and (d / "train.log").exists()]
+    curves = [load_run(log.parent, label=m) for m in methods
+              for log in [rl_log(out, m, 0)] if m != "sft" and log.exists()]
     if curves:
         plot_runs(curves, out / "curves.png", title=f"SmolLM2-135M, CPU, seed 0 ({args.steps} updates)")
     print(table)

@@ -58,14 +58,19 @@ def evaluate(model: Path, val: Path, out: Path, max_new_tokens: int) -> dict:
     return read_scores(out)
 
 
-def read_scores(out: Path) -> dict:
-    """(source, prompt index) -> score of an evaluation folder's ``samples.jsonl``."""
-    scores = {}
-    with open(out / "samples.jsonl") as f:
+def read_samples(out: Path) -> dict:
+    """(source, prompt index) -> (score, response) of an evaluation folder's ``samples.jsonl`` (greedy: one each)."""
+    samples = {}
+    with open(Path(out) / "samples.jsonl") as f:
         for line in f:
             row = json.loads(line)
-            scores[(row["source"], row["prompt_index"])] = float(row["score"])
-    return scores
+            samples[(row["source"], row["prompt_index"])] = (float(row["score"]), row["response"])
+    return samples
+
+
+def read_scores(out: Path) -> dict:
+    """(source, prompt index) -> score of an evaluation folder's ``samples.jsonl``."""
+    return {key: score for key, (score, _) in read_samples(out).items()}
 
 
 def paired_difference(before: dict, after: dict) -> dict:
